@@ -1,15 +1,76 @@
 //! The seed's echo server and client over real Unix sockets.
 //!
-//! (Skeleton: the echo issue fills this in.)
+//! - `udsim serve PATH`: binds PATH under the path-safety rules of [`path`], then echoes every
+//!   byte back to its client with one of three engines: `--iterative` (the seed's one-at-a-time
+//!   server, [`iterative`]), the default event loop ([`event_loop`] with the read/write
+//!   [`relay::BufferRelay`]), or `--engine splice` (the same loop with the zero-copy
+//!   [`splice::SpliceRelay`]).
+//! - `udsim client PATH`: copies stdin to the socket and the echo to stdout ([`client`]).
+//!
+//! Every runtime failure is one line on stderr (`udsim: cannot connect to "x.sock": connection
+//! refused (ECONNREFUSED)`) and exit status 1; clap reports usage errors with status 2.
 
-use clap::Args;
+pub mod client;
+pub mod error;
+pub mod event_loop;
+pub mod iterative;
+pub mod path;
+pub mod relay;
+pub mod signals;
+pub mod splice;
+pub mod status;
+pub mod tap;
+
+use clap::{Args, ValueEnum};
+use error::describe;
+use nix::sys::socket::{getsockopt, sockopt};
+use status::Status;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+
+/// Default per-connection buffer bound: 64 KiB.
+pub const DEFAULT_BUFFER: usize = 64 * 1024;
+
+/// How the event loop moves echoed bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// recv(2) into a per-connection buffer, send(2) back.
+    Readwrite,
+    /// splice(2) socket → pipe → socket; bytes never enter user space.
+    Splice,
+}
 
 /// Arguments of `udsim serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Path of the socket to bind.
+    /// Path of the socket to bind. Only a dead socket (nobody listening) at PATH is ever removed.
     pub path: PathBuf,
+    /// The seed's synchronous server: one client at a time, in order.
+    #[arg(long)]
+    pub iterative: bool,
+    /// How the event-loop server echoes bytes.
+    #[arg(long, value_enum, conflicts_with = "iterative")]
+    pub engine: Option<Engine>,
+    /// Also copy every received byte to stdout.
+    #[arg(long)]
+    pub print: bool,
+    /// No status lines on stderr (errors and warnings are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Serve at most N clients at once; more wait in the listen backlog.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_clients: Option<u32>,
+    /// Per-connection buffer bound in bytes: a client whose echo is not read gets no more than
+    /// this buffered before the server stops reading from it.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_BUFFER,
+          value_parser = parse_buffer)]
+    pub buffer_size: usize,
+    /// Permission bits of the socket file, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
+    pub mode: u32,
+    /// Accept only peers with this uid (SO_PEERCRED); repeatable. Others are closed at once.
+    #[arg(long = "allow-uid", value_name = "UID")]
+    pub allow_uids: Vec<u32>,
 }
 
 /// Arguments of `udsim client`.
@@ -17,16 +78,129 @@ pub struct ServeArgs {
 pub struct ClientArgs {
     /// Path of the server's socket.
     pub path: PathBuf,
+    /// No status line on stderr (errors are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("{s:?} is not an octal mode between 0 and 777")),
+    }
+}
+
+fn parse_buffer(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1 << 30).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a byte count between 1 and 1073741824"
+        )),
+    }
+}
+
+/// Settings shared by the engines.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `--print`.
+    pub print: bool,
+    /// `--max-clients`.
+    pub max_clients: Option<usize>,
+    /// `--buffer-size`.
+    pub buffer: usize,
+    /// `--allow-uid`; empty means everyone.
+    pub allow_uids: Vec<u32>,
+}
+
+/// `--allow-uid`: checks SO_PEERCRED; a refused peer is reported (even with --quiet) and closed.
+pub fn peer_allowed(sock: &OwnedFd, allow: &[u32], status: Status) -> bool {
+    if allow.is_empty() {
+        return true;
+    }
+    let fd = sock.as_raw_fd();
+    match getsockopt(sock, sockopt::PeerCredentials) {
+        Ok(cred) if allow.contains(&cred.uid()) => true,
+        Ok(cred) => {
+            status.warn(format_args!(
+                "rejected connection on fd {fd}: peer uid {} (pid {}) is not in --allow-uid",
+                cred.uid(),
+                cred.pid()
+            ));
+            false
+        }
+        Err(e) => {
+            status.warn(format_args!(
+                "rejected connection on fd {fd}: cannot read its credentials: {}",
+                describe(e)
+            ));
+            false
+        }
+    }
 }
 
 /// Runs `udsim serve`; returns the process exit code.
-pub fn run_serve(_args: ServeArgs) -> i32 {
-    eprintln!("udsim: serve is not built yet");
-    1
+pub fn run_serve(args: ServeArgs) -> i32 {
+    let status = Status::new(args.quiet);
+    if args.print && args.engine == Some(Engine::Splice) {
+        status.warn(format_args!(
+            "--print needs the bytes in user space; it cannot be used with --engine splice"
+        ));
+        return 2;
+    }
+    match serve(&args, status) {
+        Ok(()) => 0,
+        Err(e) => {
+            status.warn(format_args!("{e}"));
+            1
+        }
+    }
+}
+
+fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
+    let cfg = Config {
+        print: args.print,
+        max_clients: args.max_clients.map(|n| n as usize),
+        buffer: args.buffer_size,
+        allow_uids: args.allow_uids.clone(),
+    };
+    let signals = signals::Signals::install()?;
+    let listener = path::bind_listener(&args.path, args.mode, status)?;
+    let served = if args.iterative {
+        iterative::run(&listener.fd, &signals, &cfg, status)
+    } else {
+        match args.engine.unwrap_or(Engine::Readwrite) {
+            Engine::Readwrite => {
+                event_loop::run::<relay::BufferRelay>(&listener.fd, &signals, &cfg, status)
+            }
+            Engine::Splice => {
+                event_loop::run::<splice::SpliceRelay>(&listener.fd, &signals, &cfg, status)
+            }
+        }
+    };
+    // Stop accepting (the engines have already closed their clients), then remove our file.
+    let path::Listener { fd, bound } = listener;
+    drop(fd);
+    if let Err(e) = bound.remove_if_ours() {
+        status.warn(format_args!(
+            "cannot remove {:?}: {}",
+            bound.path(),
+            describe(e)
+        ));
+    }
+    let sig = served?;
+    status.line(format_args!("Received {sig}; socket removed, exiting"));
+    Ok(())
 }
 
 /// Runs `udsim client`; returns the process exit code.
-pub fn run_client(_args: ClientArgs) -> i32 {
-    eprintln!("udsim: client is not built yet");
-    1
+pub fn run_client(args: ClientArgs) -> i32 {
+    let status = Status::new(args.quiet);
+    match client::run(&args.path, status) {
+        Ok(()) => 0,
+        Err(e) => {
+            status.warn(format_args!("{e}"));
+            1
+        }
+    }
 }

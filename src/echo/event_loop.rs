@@ -1,0 +1,309 @@
+//! The default engine: one thread, non-blocking sockets, level-triggered epoll (nix).
+//!
+//! Duties, each named where it is done:
+//! - `backpressure`: a connection is polled for input only while its relay has room, so a client
+//!   that does not read its echo stops being read from; memory per connection is `bound`.
+//! - `partial_writes`: a short send leaves the rest pending and asks for EPOLLOUT.
+//! - `max_clients`: at the limit the listener leaves the interest set; it returns on a close.
+//! - `emfile_pauses_accept`: EMFILE/ENFILE (at accept, or creating a splice pipe) takes the
+//!   listener out of the interest set instead of spinning on a readable listener; any close puts
+//!   it back, and a one-second timer retries in case the fds were freed elsewhere.
+//! - `fair_turns`: each readiness event does a bounded amount of work, so one fast client cannot
+//!   starve the others.
+
+use super::error::{describe, EchoError};
+use super::relay::{Drain, Fill, Relay};
+use super::signals::Signals;
+use super::status::Status;
+use super::tap::Tap;
+use super::Config;
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::socket::{accept4, SockFlag};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+const LISTENER: u64 = 0;
+const SIGNALS: u64 = 1;
+const FIRST_CONN: u64 = 2;
+/// Rounds of fill+drain per readiness event (`fair_turns`).
+const TURNS_PER_EVENT: usize = 4;
+/// Accepts per listener event, so a connection storm cannot starve established clients.
+const ACCEPTS_PER_EVENT: usize = 64;
+/// While accept is paused for lack of fds, retry this often even if no connection closes.
+const FD_RETRY_MS: u16 = 1000;
+
+/// Why the listener is out of the interest set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    MaxClients,
+    NoFds,
+}
+
+struct Conn<R> {
+    sock: OwnedFd,
+    relay: R,
+    /// The client half-closed; echo what is pending, then close.
+    eof: bool,
+    interest: EpollFlags,
+}
+
+struct Server<'a, R: Relay> {
+    epoll: Epoll,
+    listener: &'a OwnedFd,
+    cfg: &'a Config,
+    status: Status,
+    tap: Tap,
+    conns: Vec<Option<Conn<R>>>,
+    free: Vec<usize>,
+    /// Slots freed during the current batch of events; reused only after it, so a stale event
+    /// in the same batch never reaches a new connection.
+    freed: Vec<usize>,
+    live: usize,
+    pause: Option<Pause>,
+    /// A relay made before accept, so a failure to make one (EMFILE) never drops a client.
+    spare: Option<R>,
+}
+
+/// Serves until SIGINT/SIGTERM; returns the signal.
+pub fn run<R: Relay>(
+    listener: &OwnedFd,
+    signals: &Signals,
+    cfg: &Config,
+    status: Status,
+) -> Result<Signal, EchoError> {
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+        .map_err(|e| EchoError::sys_nopath("cannot create an epoll instance", e))?;
+    epoll
+        .add(listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
+        .map_err(|e| EchoError::sys_nopath("cannot poll the listening socket", e))?;
+    epoll
+        .add(signals, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))
+        .map_err(|e| EchoError::sys_nopath("cannot poll the signalfd", e))?;
+    let mut server: Server<'_, R> = Server {
+        epoll,
+        listener,
+        cfg,
+        status,
+        tap: Tap::new(cfg.print, status),
+        conns: Vec::new(),
+        free: Vec::new(),
+        freed: Vec::new(),
+        live: 0,
+        pause: None,
+        spare: None,
+    };
+    status.line(format_args!("Waiting to accept a connection..."));
+    let mut events = vec![EpollEvent::empty(); 256];
+    loop {
+        let timeout = match server.pause {
+            Some(Pause::NoFds) => EpollTimeout::from(FD_RETRY_MS),
+            _ => EpollTimeout::NONE,
+        };
+        let n = match server.epoll.wait(&mut events, timeout) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(EchoError::sys_nopath("epoll_wait failed", e)),
+        };
+        if n == 0 && server.pause == Some(Pause::NoFds) {
+            server.resume();
+        }
+        for ev in &events[..n] {
+            match ev.data() {
+                LISTENER => server.accept_batch(),
+                SIGNALS => {
+                    if let Some(sig) = signals.take() {
+                        return Ok(sig);
+                    }
+                }
+                token => server.conn_event((token - FIRST_CONN) as usize),
+            }
+        }
+        server.free.append(&mut server.freed);
+    }
+}
+
+impl<R: Relay> Server<'_, R> {
+    fn set_listening(&mut self, on: bool) {
+        let flags = if on {
+            EpollFlags::EPOLLIN
+        } else {
+            EpollFlags::empty()
+        };
+        let mut ev = EpollEvent::new(flags, LISTENER);
+        if let Err(e) = self.epoll.modify(self.listener, &mut ev) {
+            self.status.warn(format_args!(
+                "cannot change listener polling: {}",
+                describe(e)
+            ));
+        }
+    }
+
+    fn pause_accepts(&mut self, why: Pause) {
+        if self.pause.is_none() {
+            self.set_listening(false);
+        }
+        self.pause = Some(why);
+    }
+
+    fn resume(&mut self) {
+        if self.pause.take().is_some() {
+            self.set_listening(true);
+        }
+    }
+
+    fn at_limit(&self) -> bool {
+        self.cfg.max_clients.is_some_and(|max| self.live >= max)
+    }
+
+    fn accept_batch(&mut self) {
+        for _ in 0..ACCEPTS_PER_EVENT {
+            if self.at_limit() {
+                self.pause_accepts(Pause::MaxClients);
+                return;
+            }
+            if self.spare.is_none() {
+                match R::create(self.cfg.buffer) {
+                    Ok(r) => self.spare = Some(r),
+                    Err(e) => {
+                        self.out_of_fds("cannot create a pipe for the next client", e);
+                        return;
+                    }
+                }
+            }
+            let raw = match accept4(
+                self.listener.as_raw_fd(),
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            ) {
+                Ok(raw) => raw,
+                Err(Errno::EAGAIN) => return,
+                Err(Errno::EINTR) | Err(Errno::ECONNABORTED) | Err(Errno::EPROTO) => continue,
+                Err(e) => {
+                    self.out_of_fds("accept failed", e);
+                    return;
+                }
+            };
+            // SAFETY: accept4 just returned this fd, and nothing else owns it.
+            let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+            self.status.line(format_args!("Accepted socket fd = {raw}"));
+            if !super::peer_allowed(&sock, &self.cfg.allow_uids, self.status) {
+                continue;
+            }
+            if let Some(relay) = self.spare.take() {
+                self.register(sock, relay);
+            }
+        }
+    }
+
+    /// EMFILE, ENFILE and other accept failures: pause instead of spinning (`emfile_pauses_accept`).
+    fn out_of_fds(&mut self, what: &str, e: Errno) {
+        if self.pause != Some(Pause::NoFds) {
+            let hint = if matches!(e, Errno::EMFILE | Errno::ENFILE) {
+                "; not accepting until a connection closes"
+            } else {
+                "; pausing accepts"
+            };
+            self.status
+                .warn(format_args!("{what}: {}{hint}", describe(e)));
+        }
+        self.pause_accepts(Pause::NoFds);
+    }
+
+    fn register(&mut self, sock: OwnedFd, relay: R) {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        let interest = EpollFlags::EPOLLIN;
+        let ev = EpollEvent::new(interest, slot as u64 + FIRST_CONN);
+        if let Err(e) = self.epoll.add(&sock, ev) {
+            self.status.warn(format_args!(
+                "cannot poll socket fd {}: {}; closing it",
+                sock.as_raw_fd(),
+                describe(e)
+            ));
+            self.free.push(slot);
+            return;
+        }
+        self.conns[slot] = Some(Conn {
+            sock,
+            relay,
+            eof: false,
+            interest,
+        });
+        self.live += 1;
+    }
+
+    fn conn_event(&mut self, slot: usize) {
+        let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        // An error (ECONNRESET, EPIPE) means the client is gone: close.
+        let keep = serve_turns(conn, &mut self.tap).unwrap_or_default();
+        if keep {
+            let want = desired_interest(conn);
+            if want != conn.interest {
+                let mut ev = EpollEvent::new(want, slot as u64 + FIRST_CONN);
+                if self.epoll.modify(&conn.sock, &mut ev).is_ok() {
+                    conn.interest = want;
+                    return;
+                }
+            } else {
+                return;
+            }
+        }
+        self.close(slot);
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some(conn) = self.conns[slot].take() {
+            // Closing the fd also removes it from the epoll set (no duplicates exist).
+            drop(conn);
+            self.live -= 1;
+            self.freed.push(slot);
+            self.resume();
+        }
+    }
+}
+
+/// What a connection should be polled for (`backpressure`, `partial_writes`).
+fn desired_interest<R: Relay>(conn: &Conn<R>) -> EpollFlags {
+    let mut want = EpollFlags::empty();
+    if !conn.eof && conn.relay.wants_read() {
+        want |= EpollFlags::EPOLLIN;
+    }
+    if conn.relay.pending() > 0 {
+        want |= EpollFlags::EPOLLOUT;
+    }
+    want
+}
+
+/// A bounded number of fill/drain rounds; Ok(false) when the connection is done.
+fn serve_turns<R: Relay>(conn: &mut Conn<R>, tap: &mut Tap) -> Result<bool, Errno> {
+    let fd = conn.sock.as_fd();
+    for _ in 0..TURNS_PER_EVENT {
+        let mut progress = false;
+        if !conn.eof && conn.relay.wants_read() {
+            match conn.relay.fill(fd, tap)? {
+                Fill::Got(_) => progress = true,
+                Fill::Eof => conn.eof = true,
+                Fill::WouldBlock => {}
+            }
+        }
+        if conn.relay.pending() > 0 {
+            if let Drain::Sent(n) = conn.relay.drain(fd)? {
+                progress |= n > 0;
+            }
+        }
+        if conn.eof && conn.relay.pending() == 0 {
+            return Ok(false);
+        }
+        if !progress {
+            break;
+        }
+    }
+    Ok(true)
+}

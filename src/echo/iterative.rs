@@ -1,0 +1,147 @@
+//! `--iterative`: the seed's synchronous server, one client at a time, in order.
+//!
+//! Accept one client, echo until it half-closes, close it, accept the next. The sockets are
+//! non-blocking only so that a wait can also watch the signalfd: each wait is a poll(2) on the
+//! one socket in use plus the signals, which is the seed's blocking call with a way out.
+
+use super::error::{describe, EchoError};
+use super::signals::Signals;
+use super::status::Status;
+use super::tap::Tap;
+use super::Config;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::socket::{accept4, recv, send, MsgFlags, SockFlag};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+/// What a wait ended with.
+enum Woke {
+    Ready,
+    Signal(Signal),
+    Timeout,
+}
+
+/// Waits until `fd` has `flags` or a termination signal arrives (or `timeout` passes).
+fn wait(
+    fd: &impl AsFd,
+    flags: PollFlags,
+    signals: &Signals,
+    timeout: PollTimeout,
+) -> Result<Woke, Errno> {
+    loop {
+        let mut fds = [
+            PollFd::new(fd.as_fd(), flags),
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, timeout) {
+            Ok(0) => return Ok(Woke::Timeout),
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+        if fds[1].any().unwrap_or(false) {
+            if let Some(sig) = signals.take() {
+                return Ok(Woke::Signal(sig));
+            }
+        }
+        if fds[0].any().unwrap_or(false) {
+            return Ok(Woke::Ready);
+        }
+    }
+}
+
+/// Serves clients one at a time until SIGINT/SIGTERM; returns the signal.
+pub fn run(
+    listener: &OwnedFd,
+    signals: &Signals,
+    cfg: &Config,
+    status: Status,
+) -> Result<Signal, EchoError> {
+    let mut tap = Tap::new(cfg.print, status);
+    let mut buf = vec![0u8; cfg.buffer];
+    let poll_err = |e| EchoError::sys_nopath("poll failed", e);
+    loop {
+        status.line(format_args!("Waiting to accept a connection..."));
+        let raw = loop {
+            if let Woke::Signal(sig) =
+                wait(listener, PollFlags::POLLIN, signals, PollTimeout::NONE).map_err(poll_err)?
+            {
+                return Ok(sig);
+            }
+            match accept4(
+                listener.as_raw_fd(),
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            ) {
+                Ok(raw) => break raw,
+                Err(Errno::EAGAIN) | Err(Errno::EINTR) | Err(Errno::ECONNABORTED) => {}
+                Err(e) => {
+                    // EMFILE and friends: wait a second (watching the signals), then retry.
+                    status.warn(format_args!(
+                        "accept failed: {}; retrying in a second",
+                        describe(e)
+                    ));
+                    if let Woke::Signal(sig) = wait(
+                        signals,
+                        PollFlags::POLLIN,
+                        signals,
+                        PollTimeout::from(1000u16),
+                    )
+                    .map_err(poll_err)?
+                    {
+                        return Ok(sig);
+                    }
+                }
+            }
+        };
+        // SAFETY: accept4 just returned this fd, and nothing else owns it.
+        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+        status.line(format_args!("Accepted socket fd = {raw}"));
+        if !super::peer_allowed(&sock, &cfg.allow_uids, status) {
+            continue;
+        }
+        if let Some(sig) = echo_one(&sock, &mut buf, signals, &mut tap).map_err(poll_err)? {
+            return Ok(sig);
+        }
+    }
+}
+
+/// Echoes one client until it half-closes (or fails). Returns a signal if one interrupted.
+fn echo_one(
+    sock: &OwnedFd,
+    buf: &mut [u8],
+    signals: &Signals,
+    tap: &mut Tap,
+) -> Result<Option<Signal>, Errno> {
+    loop {
+        let n = match recv(sock.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(0) => return Ok(None),
+            Ok(n) => n,
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {
+                if let Woke::Signal(sig) =
+                    wait(sock, PollFlags::POLLIN, signals, PollTimeout::NONE)?
+                {
+                    return Ok(Some(sig));
+                }
+                continue;
+            }
+            Err(_) => return Ok(None), // ECONNRESET: the client is gone.
+        };
+        tap.copy(&buf[..n]);
+        let mut sent = 0;
+        while sent < n {
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            match send(sock.as_raw_fd(), &buf[sent..n], flags) {
+                Ok(k) => sent += k,
+                Err(Errno::EAGAIN) | Err(Errno::EINTR) => {
+                    if let Woke::Signal(sig) =
+                        wait(sock, PollFlags::POLLOUT, signals, PollTimeout::NONE)?
+                    {
+                        return Ok(Some(sig));
+                    }
+                }
+                Err(_) => return Ok(None), // EPIPE, ECONNRESET: the client is gone.
+            }
+        }
+    }
+}

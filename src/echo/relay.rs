@@ -1,0 +1,123 @@
+//! A connection's echo path: bytes received from the client wait here until they are sent back.
+//!
+//! Invariant (`bytes_in = bytes_out + pending`): every byte a relay takes in is either sent back
+//! or still pending, and `pending <= bound` (the per-connection buffer bound, backpressure).
+
+use super::tap::Tap;
+use nix::errno::Errno;
+use nix::sys::socket::{recv, send, MsgFlags};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// The outcome of taking bytes in from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// This many bytes were taken in.
+    Got(usize),
+    /// The client half-closed (or closed) its side.
+    Eof,
+    /// Nothing to take now.
+    WouldBlock,
+}
+
+/// The outcome of sending pending bytes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// This many bytes went back (possibly fewer than pending: a partial write).
+    Sent(usize),
+    /// The client's receive queue is full.
+    WouldBlock,
+}
+
+/// A bounded echo path between a client socket and itself.
+pub trait Relay: Sized {
+    /// A human name for the engine, for status lines.
+    const ENGINE: &'static str;
+    /// A fresh relay bounded to `bound` bytes; may fail (EMFILE for a pipe).
+    fn create(bound: usize) -> Result<Self, Errno>;
+    /// Bytes taken in and not yet sent back.
+    fn pending(&self) -> usize;
+    /// Whether reading from the client now is allowed (room below the bound, not stalled).
+    fn wants_read(&self) -> bool;
+    /// Takes bytes in from the client socket; `tap` sees them when the engine supports `--print`.
+    fn fill(&mut self, sock: BorrowedFd<'_>, tap: &mut Tap) -> Result<Fill, Errno>;
+    /// Sends pending bytes back to the client socket.
+    fn drain(&mut self, sock: BorrowedFd<'_>) -> Result<Drain, Errno>;
+}
+
+/// The read/write engine: a user-space buffer of `bound` bytes, allocated on first use.
+#[derive(Debug)]
+pub struct BufferRelay {
+    buf: Vec<u8>,
+    bound: usize,
+    /// Next byte to send back.
+    head: usize,
+    /// One past the last byte received.
+    tail: usize,
+}
+
+impl Relay for BufferRelay {
+    const ENGINE: &'static str = "read/write";
+
+    fn create(bound: usize) -> Result<Self, Errno> {
+        Ok(BufferRelay {
+            buf: Vec::new(),
+            bound,
+            head: 0,
+            tail: 0,
+        })
+    }
+
+    fn pending(&self) -> usize {
+        self.tail - self.head
+    }
+
+    fn wants_read(&self) -> bool {
+        self.pending() < self.bound
+    }
+
+    fn fill(&mut self, sock: BorrowedFd<'_>, tap: &mut Tap) -> Result<Fill, Errno> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.bound];
+        }
+        if self.tail == self.bound {
+            // Room exists only before `head`: move the pending bytes to the front.
+            self.buf.copy_within(self.head..self.tail, 0);
+            self.tail -= self.head;
+            self.head = 0;
+        }
+        debug_assert!(self.tail < self.bound);
+        match recv(
+            sock.as_raw_fd(),
+            &mut self.buf[self.tail..],
+            MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(0) => Ok(Fill::Eof),
+            Ok(n) => {
+                tap.copy(&self.buf[self.tail..self.tail + n]);
+                self.tail += n;
+                Ok(Fill::Got(n))
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => Ok(Fill::WouldBlock),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn drain(&mut self, sock: BorrowedFd<'_>) -> Result<Drain, Errno> {
+        if self.head == self.tail {
+            return Ok(Drain::Sent(0));
+        }
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+        match send(sock.as_raw_fd(), &self.buf[self.head..self.tail], flags) {
+            Ok(n) => {
+                self.head += n;
+                if self.head == self.tail {
+                    self.head = 0;
+                    self.tail = 0;
+                }
+                Ok(Drain::Sent(n))
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => Ok(Drain::WouldBlock),
+            Err(e) => Err(e),
+        }
+    }
+}
