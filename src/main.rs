@@ -10,6 +10,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run scripts on the model and the kernel in lock-step and report the first disagreement.
+    Check(udsim::cli::CheckArgs),
+    /// Random call orderings through the checker, with statistics; shrinks any divergence.
+    Explore(udsim::cli::ExploreArgs),
     /// Echo server over a Unix stream socket.
     Serve(udsim::echo::ServeArgs),
     /// Echo client: copies stdin to the socket, prints the echo.
@@ -19,6 +23,8 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Check(a) => udsim::cli::check(a),
+        Command::Explore(a) => udsim::cli::explore_cmd(a),
         Command::Serve(a) => udsim::echo::run_serve(a),
         Command::Client(a) => udsim::echo::run_client(a),
     };

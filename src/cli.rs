@@ -1,0 +1,329 @@
+//! The `check` and `explore` subcommands.
+
+use crate::check::{
+    describe, recorded_line, recorded_script, CheckError, Checker, Options, Run, Stop,
+};
+use crate::explore::{explore, Stats};
+use crate::script::{fmt_script, parse, Script};
+use clap::Args;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// Exit codes.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_DIVERGED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+/// Arguments of `udsim check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Scripts (.uds files) or directories of them. None: the bundled scenarios plus a short exploration.
+    pub paths: Vec<PathBuf>,
+    /// Print each script with the kernel's results written in (continues past a divergence).
+    #[arg(long)]
+    pub record: bool,
+    /// With no paths: how many random scripts to explore after the scenarios.
+    #[arg(long, default_value_t = 300)]
+    pub explore_cases: usize,
+    /// With no paths: print every scenario's transcript, not only the failing ones.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// Arguments of `udsim explore`.
+#[derive(Debug, Args)]
+pub struct ExploreArgs {
+    /// Seed of the random generator (default: from the clock; printed either way).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Number of scripts.
+    #[arg(long, default_value_t = 1000)]
+    pub cases: usize,
+    /// Calls per script.
+    #[arg(long, default_value_t = 40)]
+    pub max_ops: usize,
+    /// Where to write the minimal diverging script (default: udsim-divergence-<seed>-<case>.uds).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn fail(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("udsim: {msg}");
+    EXIT_USAGE
+}
+
+/// The transcript of a run: each line with the kernel's outcome, then the divergence as comments.
+pub fn transcript(run: &Run) -> String {
+    let mut out = String::new();
+    for st in &run.steps {
+        out.push_str(&recorded_line(st));
+        out.push('\n');
+    }
+    out.push_str(&describe(run));
+    out
+}
+
+fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for p in paths {
+        let meta =
+            std::fs::metadata(p).map_err(|e| format!("cannot read {}: {}", p.display(), e))?;
+        if meta.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| format!("cannot read {}: {}", p.display(), e))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| f.extension().is_some_and(|x| x == "uds"))
+                .collect();
+            v.sort();
+            files.extend(v);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+#[derive(Default)]
+struct Tally {
+    agree: usize,
+    diverge: usize,
+    errors: usize,
+}
+
+impl Tally {
+    fn code(&self) -> i32 {
+        if self.errors > 0 {
+            EXIT_USAGE
+        } else if self.diverge > 0 {
+            EXIT_DIVERGED
+        } else {
+            EXIT_OK
+        }
+    }
+}
+
+fn run_one(
+    ck: &mut Checker,
+    name: &str,
+    text: &str,
+    args: &CheckArgs,
+    quiet: bool,
+    t: &mut Tally,
+) -> Result<(), CheckError> {
+    let script = match parse(text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("udsim: {name}: {e}");
+            t.errors += 1;
+            return Ok(());
+        }
+    };
+    let run = ck.run(
+        &script,
+        Options {
+            record: args.record,
+        },
+    )?;
+    let mut out = std::io::stdout().lock();
+    if args.record {
+        let _ = writeln!(out, "# {name}");
+        let _ = write!(out, "{}", fmt_script(&recorded_script(&run)));
+        let _ = write!(out, "{}", describe(&run));
+    } else if !quiet || !run.agrees() {
+        let _ = writeln!(out, "# == {name}");
+        let _ = write!(out, "{}", transcript(&run));
+    }
+    match &run.stop {
+        None => {
+            t.agree += 1;
+            if quiet && !args.record {
+                let _ = writeln!(out, "ok   {name} ({} lines)", run.steps.len());
+            } else if !args.record {
+                let _ = writeln!(out, "# ok: {} lines agree\n", run.steps.len());
+            }
+        }
+        Some(Stop::Divergence(_)) => {
+            t.diverge += 1;
+            let _ = writeln!(out);
+        }
+        Some(Stop::ScriptError { line_no, msg }) => {
+            t.errors += 1;
+            eprintln!("udsim: {name}: line {line_no}: {msg}");
+        }
+    }
+    Ok(())
+}
+
+/// `udsim check`.
+pub fn check(args: CheckArgs) -> i32 {
+    let mut ck = match Checker::new() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let mut t = Tally::default();
+    let res = if args.paths.is_empty() {
+        check_bundled(&mut ck, &args, &mut t)
+    } else {
+        let files = match collect(&args.paths) {
+            Ok(f) => f,
+            Err(e) => return fail(e),
+        };
+        files
+            .iter()
+            .try_for_each(|f| match std::fs::read_to_string(f) {
+                Ok(text) => run_one(
+                    &mut ck,
+                    &f.display().to_string(),
+                    &text,
+                    &args,
+                    false,
+                    &mut t,
+                ),
+                Err(e) => {
+                    eprintln!("udsim: cannot read {}: {e}", f.display());
+                    t.errors += 1;
+                    Ok(())
+                }
+            })
+    };
+    if let Err(e) = res {
+        eprintln!("udsim: {e}");
+        return EXIT_DIVERGED;
+    }
+    if !args.record {
+        println!(
+            "{} scripts: {} agree, {} diverge, {} with script errors",
+            t.agree + t.diverge + t.errors,
+            t.agree,
+            t.diverge,
+            t.errors
+        );
+    }
+    t.code()
+}
+
+fn check_bundled(ck: &mut Checker, args: &CheckArgs, t: &mut Tally) -> Result<(), CheckError> {
+    for (name, text) in crate::scenarios::SCENARIOS {
+        run_one(
+            ck,
+            &format!("scenarios/{name}"),
+            text,
+            args,
+            !args.verbose,
+            t,
+        )?;
+    }
+    if args.explore_cases == 0 || args.record {
+        return Ok(());
+    }
+    let seed = clock_seed();
+    println!(
+        "exploring {} random scripts (seed {seed})",
+        args.explore_cases
+    );
+    let mut stats = Stats::default();
+    let found = explore(ck, seed, args.explore_cases, 40, &mut stats, |_| {})?;
+    print!("{}", stats.report());
+    match found {
+        None => t.agree += stats.cases,
+        Some(f) => {
+            t.agree += stats.cases - 1;
+            t.diverge += 1;
+            report_found(ck, seed, &f.script, f.case, None)?;
+        }
+    }
+    Ok(())
+}
+
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+}
+
+/// Shrinks a diverging script, writes it to a file and prints it with its divergence.
+fn report_found(
+    ck: &mut Checker,
+    seed: u64,
+    script: &Script,
+    case: usize,
+    out: Option<&Path>,
+) -> Result<(), CheckError> {
+    eprintln!("divergence in case {case} (seed {seed}); shrinking…");
+    let min = crate::shrink::shrink(ck, script)?.unwrap_or_else(|| script.clone());
+    let run = ck.run(&min, Options::default())?;
+    let default = PathBuf::from(format!("udsim-divergence-{seed}-{case}.uds"));
+    let path = out.unwrap_or(&default);
+    let text = format!(
+        "# minimal script: model and kernel disagree (udsim explore --seed {seed}, case {case})\n{}",
+        fmt_script(&min)
+    );
+    match std::fs::write(path, &text) {
+        Ok(()) => println!("minimal script written to {}", path.display()),
+        Err(e) => eprintln!("udsim: cannot write {}: {e}", path.display()),
+    }
+    println!("{}", transcript(&run));
+    Ok(())
+}
+
+/// `udsim explore`.
+pub fn explore_cmd(args: ExploreArgs) -> i32 {
+    let mut ck = match Checker::new() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let seed = args.seed.unwrap_or_else(clock_seed);
+    println!(
+        "udsim explore: {} scripts of up to {} calls, seed {seed}",
+        args.cases, args.max_ops
+    );
+    let tty = std::io::stderr().is_terminal();
+    let start = std::time::Instant::now();
+    let mut stats = Stats::default();
+    let cases = args.cases;
+    let found = explore(&mut ck, seed, cases, args.max_ops, &mut stats, |done| {
+        if tty && (done % 20 == 0 || done == cases) {
+            let width = 40;
+            let filled = done * width / cases.max(1);
+            eprint!(
+                "\r[{}{}] {done}/{cases}",
+                "=".repeat(filled),
+                " ".repeat(width - filled)
+            );
+            if done == cases {
+                eprintln!();
+            }
+        }
+    });
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("udsim: {e}");
+            return EXIT_DIVERGED;
+        }
+    };
+    let secs = start.elapsed().as_secs_f64();
+    print!("{}", stats.report());
+    println!(
+        "{:.1} s, {:.0} ops/s through model + kernel",
+        secs,
+        stats.ops as f64 / secs.max(1e-9)
+    );
+    match found {
+        None => {
+            println!("no divergence");
+            EXIT_OK
+        }
+        Some(f) => {
+            if tty {
+                eprintln!();
+            }
+            if let Err(e) = report_found(&mut ck, seed, &f.script, f.case, args.out.as_deref()) {
+                eprintln!("udsim: {e}");
+            }
+            EXIT_DIVERGED
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Random exploration outside proptest: many generated scripts through the checker, with statistics —
+//! outcomes per call, states reached and the exact-prediction rate — and, on a divergence, a shrunk script.
+
+use crate::check::{CheckError, Checker, Options, Run};
+use crate::gen::{generate, Rng};
+use crate::model::{Model, Params};
+use crate::script::{Call, CallKind, Outcome, Script};
+use std::collections::BTreeMap;
+
+/// What an exploration saw.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub cases: usize,
+    pub ops: usize,
+    /// Steps where the model allowed exactly one outcome.
+    pub exact: usize,
+    /// Outcome classes per call.
+    pub outcomes: BTreeMap<CallKind, BTreeMap<String, usize>>,
+    /// Steps after which some socket was in each state.
+    pub states: BTreeMap<&'static str, usize>,
+}
+
+impl Stats {
+    pub fn exact_rate(&self) -> f64 {
+        if self.ops == 0 {
+            1.0
+        } else {
+            self.exact as f64 / self.ops as f64
+        }
+    }
+
+    /// Adds one run's steps, replaying them on a scratch model to see the states reached.
+    pub fn add(&mut self, params: &Params, run: &Run) {
+        self.cases += 1;
+        self.ops += run.steps.len();
+        self.exact += run.exact;
+        let mut m = Model::new(params.clone());
+        let mut names: Vec<String> = Vec::new();
+        for st in &run.steps {
+            let class = outcome_class(&st.line.call, &st.kernel);
+            *self
+                .outcomes
+                .entry(st.line.call.kind())
+                .or_default()
+                .entry(class)
+                .or_default() += 1;
+            let new_name = st.created.clone().unwrap_or_default();
+            if m.step(&st.line.call, &new_name).is_err() {
+                break;
+            }
+            if let Some(n) = &st.created {
+                names.push(n.clone());
+            }
+            let mut seen: Vec<&'static str> = names.iter().flat_map(|n| m.states_of(n)).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            for s in seen {
+                *self.states.entry(s).or_default() += 1;
+            }
+        }
+    }
+
+    /// The summary table.
+    pub fn report(&self) -> String {
+        let mut out = format!(
+            "{} scripts, {} ops, exact-prediction rate {:.2}% ({} of {} steps had exactly one allowed outcome)\n",
+            self.cases,
+            self.ops,
+            100.0 * self.exact_rate(),
+            self.exact,
+            self.ops
+        );
+        out.push_str("outcomes per call:\n");
+        for (k, m) in &self.outcomes {
+            let parts: Vec<String> = m.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            out.push_str(&format!("  {:<12} {}\n", k.name(), parts.join(", ")));
+        }
+        out.push_str("states reached (steps after which some socket was in the state):\n");
+        for (s, n) in &self.states {
+            out.push_str(&format!("  {s:<24} {n}\n"));
+        }
+        out
+    }
+}
+
+/// A short label for an outcome, for the per-call table.
+pub fn outcome_class(call: &Call, o: &Outcome) -> String {
+    match (call, o) {
+        (_, Outcome::Err(e)) => e.to_string(),
+        (_, Outcome::Created) => "created".into(),
+        (_, Outcome::Ok) => "0".into(),
+        (Call::Write(_, d), Outcome::Wrote(n)) if *n == d.len() => "all".into(),
+        (_, Outcome::Wrote(_)) => "partial".into(),
+        (_, Outcome::Data(d)) if d.is_empty() => "\"\"".into(),
+        (_, Outcome::Data(_)) => "data".into(),
+        (_, Outcome::Addr(None)) => "unnamed".into(),
+        (_, Outcome::Addr(Some(_))) => "addr".into(),
+        (_, Outcome::Ready(e)) => e.to_string(),
+    }
+}
+
+/// The seed of case `i` of an exploration seeded with `seed`.
+pub fn case_seed(seed: u64, i: usize) -> u64 {
+    Rng(seed ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)).next_u64()
+}
+
+/// The script of one case.
+pub fn case_script(params: &Params, seed: u64, i: usize, max_ops: usize) -> Script {
+    generate(&mut Rng(case_seed(seed, i)), params, max_ops)
+}
+
+/// The first diverging case of an exploration.
+pub struct Found {
+    pub case: usize,
+    pub script: Script,
+    pub run: Run,
+}
+
+/// Explores `cases` scripts; `progress` is called after each case. Stops at the first model divergence.
+pub fn explore(
+    ck: &mut Checker,
+    seed: u64,
+    cases: usize,
+    max_ops: usize,
+    stats: &mut Stats,
+    mut progress: impl FnMut(usize),
+) -> Result<Option<Found>, CheckError> {
+    let params = ck.params().clone();
+    for i in 0..cases {
+        let script = case_script(&params, seed, i, max_ops);
+        let run = ck.run(&script, Options::default())?;
+        stats.add(&params, &run);
+        progress(i + 1);
+        if run.model_diverged() {
+            return Ok(Some(Found {
+                case: i,
+                script,
+                run,
+            }));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,271 @@
+//! Random call orderings, state-aware: one generator shared by `udsim explore`, the property test and the
+//! fuzz target. It is driven by a `Source` of choices (a seeded RNG, proptest's values, fuzz bytes) and runs a
+//! scratch model as it goes, so most calls act on live sockets, existing paths and listeners, and runs reach
+//! connected, half-closed, reset, pending and full-buffer states. Generated scripts use automatic names only.
+
+use crate::model::socket::State;
+use crate::model::{Model, Params};
+use crate::script::{Call, How, Outcome, Script};
+
+/// Where choices come from. `below(n)` is in `0..n` (n ≥ 1); 0 is the simplest choice, so sources that
+/// shrink toward 0 shrink toward simpler scripts.
+pub trait Source {
+    fn below(&mut self, n: usize) -> usize;
+    /// Whether the source has run out (generation then stops early).
+    fn done(&self) -> bool {
+        false
+    }
+}
+
+/// splitmix64: a small, seeded, reproducible RNG.
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+impl Source for Rng {
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// Choices read from a slice of numbers (proptest values, fuzz input); zeros once it runs out.
+pub struct Choices<'a> {
+    data: &'a [u32],
+    pos: usize,
+}
+
+impl<'a> Choices<'a> {
+    pub fn new(data: &'a [u32]) -> Choices<'a> {
+        Choices { data, pos: 0 }
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+}
+
+impl Source for Choices<'_> {
+    fn below(&mut self, n: usize) -> usize {
+        let v = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        v as usize % n.max(1)
+    }
+
+    fn done(&self) -> bool {
+        self.exhausted()
+    }
+}
+
+/// Paths generated scripts use: a few shared names so binds collide and connects find listeners, plus the
+/// edge cases of the path rules.
+pub const PATHS: &[&[u8]] = &[b"a.sock", b"b.sock", b"c.sock"];
+const ODD_PATHS: &[&[u8]] = &[b"sub/x.sock", b".", b"a.sock/x", b"./a.sock"];
+const BACKLOGS: &[i32] = &[0, 1, 2, 5, -1];
+const READ_SIZES: &[usize] = &[64, 1, 7, 0, 4096, 65536, 300_000];
+
+struct Gen<'s, S: Source> {
+    src: &'s mut S,
+    model: Model,
+    calls: Vec<Call>,
+    /// Names in creation order (deterministic, unlike the model's map).
+    names: Vec<String>,
+    created: usize,
+    writes: usize,
+}
+
+impl<S: Source> Gen<'_, S> {
+    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.src.below(xs.len())]
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.src.below(100) < percent
+    }
+
+    fn emit(&mut self, call: Call) {
+        let new_name = format!("s{}", self.created);
+        // The scratch model never errs on names the generator itself made.
+        if let Ok(p) = self.model.step(&call, &new_name) {
+            if p.allowed.first() == Some(&Outcome::Created) {
+                self.created += 1;
+                self.names.push(new_name);
+            }
+        }
+        self.calls.push(call);
+    }
+
+    fn live(&self, pred: impl Fn(&crate::model::socket::Sock) -> bool) -> Vec<String> {
+        self.names
+            .iter()
+            .filter(|n| self.model.sock_of(n).is_some_and(&pred))
+            .cloned()
+            .collect()
+    }
+
+    /// A subject: usually a live socket matching `pred`, sometimes any name (closed ones included).
+    fn subject(&mut self, pred: impl Fn(&crate::model::socket::Sock) -> bool) -> Option<String> {
+        let fit = self.live(pred);
+        if !fit.is_empty() && self.chance(85) {
+            return Some(self.pick(&fit).clone());
+        }
+        if self.names.is_empty() {
+            return None;
+        }
+        let names = self.names.clone();
+        Some(self.pick(&names).clone())
+    }
+
+    fn path(&mut self) -> Vec<u8> {
+        if self.chance(4) {
+            return match self.src.below(3) {
+                0 => self.pick(ODD_PATHS).to_vec(),
+                1 => vec![b'a'; 108],
+                _ => vec![b'a'; 109],
+            };
+        }
+        self.pick(PATHS).to_vec()
+    }
+
+    /// A path some listener is bound to, when there is one.
+    fn listener_path(&mut self) -> Vec<u8> {
+        let ls: Vec<Vec<u8>> = self
+            .names
+            .iter()
+            .filter_map(|n| self.model.sock_of(n))
+            .filter(|s| s.state == State::Listening)
+            .filter_map(|s| match &s.addr {
+                Some(crate::model::socket::Addr::Path(p)) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        if !ls.is_empty() && self.chance(90) {
+            return self.pick(&ls).clone();
+        }
+        self.path()
+    }
+
+    fn data(&mut self) -> Vec<u8> {
+        let len = match self.src.below(10) {
+            0..=4 => 1 + self.src.below(16),
+            5..=7 => 1 + self.src.below(5000),
+            8 => 30_000 + self.src.below(10_000),
+            _ => 100_000 + self.src.below(200_000),
+        };
+        let byte = b'a' + (self.writes % 26) as u8;
+        self.writes += 1;
+        vec![byte; len]
+    }
+
+    fn step(&mut self) {
+        let connected = |s: &crate::model::socket::Sock| s.state == State::Connected;
+        match self.src.below(20) {
+            // Recipes that build state.
+            0 | 1 => {
+                self.emit(Call::Socket);
+                let s = self.names.last().cloned().unwrap_or_default();
+                let p = self.path();
+                self.emit(Call::Bind(s.clone(), p));
+                let b = *self.pick(BACKLOGS);
+                self.emit(Call::Listen(s, b));
+            }
+            2 | 3 => {
+                self.emit(Call::Socket);
+                let s = self.names.last().cloned().unwrap_or_default();
+                if self.chance(10) {
+                    let p = self.path();
+                    self.emit(Call::Bind(s.clone(), p));
+                }
+                let p = self.listener_path();
+                self.emit(Call::Connect(s, p));
+            }
+            4 | 5 => {
+                if let Some(s) = self.subject(|s| s.state == State::Listening) {
+                    self.emit(Call::Accept(s));
+                }
+            }
+            6..=8 => {
+                if let Some(s) = self.subject(connected) {
+                    let d = self.data();
+                    self.emit(Call::Write(s, d));
+                }
+            }
+            9..=11 => {
+                if let Some(s) =
+                    self.subject(|s| s.state == State::Connected && (!s.rx.is_empty() || s.shut_rd))
+                {
+                    let n = *self.pick(READ_SIZES);
+                    self.emit(Call::Read(s, n));
+                }
+            }
+            12 => {
+                if let Some(s) = self.subject(connected) {
+                    let h = *self.pick(&[How::Wr, How::Rd, How::RdWr]);
+                    self.emit(Call::Shutdown(s, h));
+                }
+            }
+            13 => {
+                if let Some(s) = self.subject(|_| true) {
+                    self.emit(Call::Close(s));
+                }
+            }
+            14 | 15 => {
+                if let Some(s) = self.subject(|_| true) {
+                    self.emit(Call::Poll(s));
+                }
+            }
+            16 => {
+                if let Some(s) = self.subject(|_| true) {
+                    let c = if self.chance(50) {
+                        Call::GetSockName(s)
+                    } else {
+                        Call::GetPeerName(s)
+                    };
+                    self.emit(c);
+                }
+            }
+            17 => {
+                let p = self.path();
+                self.emit(Call::Unlink(p));
+            }
+            18 => {
+                // A call in a state where it is probably an error.
+                if let Some(s) = self.subject(|_| true) {
+                    let c = match self.src.below(5) {
+                        0 => Call::Bind(s, self.path()),
+                        1 => Call::Listen(s, *self.pick(BACKLOGS)),
+                        2 => Call::Accept(s),
+                        3 => Call::Connect(s, self.listener_path()),
+                        _ => Call::Read(s, *self.pick(READ_SIZES)),
+                    };
+                    self.emit(c);
+                }
+            }
+            _ => self.emit(Call::Socket),
+        }
+    }
+}
+
+/// Generates a script of about `max_ops` calls (recipes may add up to two more), fewer if `src` runs out.
+pub fn generate(src: &mut impl Source, params: &Params, max_ops: usize) -> Script {
+    let mut g = Gen {
+        src,
+        model: Model::new(params.clone()),
+        calls: Vec::new(),
+        names: Vec::new(),
+        created: 0,
+        writes: 0,
+    };
+    while g.calls.len() < max_ops && !g.src.done() {
+        g.step();
+    }
+    Script::from_calls(g.calls)
+}

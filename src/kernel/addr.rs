@@ -1,0 +1,66 @@
+//! `sockaddr_un` built by hand, exactly as the script language says: the literal's bytes are `sun_path`;
+//! the length passed is `2 + len + 1` (len ≤ 107), `2 + 108` (len = 108, no NUL) or `2 + len` (len > 108).
+//! (nix's `UnixAddr` refuses a 108-byte path the kernel accepts, so it cannot stand in the kernel's way.)
+
+use crate::script::{Errno, Outcome};
+use nix::libc;
+
+/// Room for the longest address a script may spell.
+const CAP: usize = 2 + crate::script::MAX_ADDR + 1;
+
+/// A sockaddr_un of any length.
+pub struct RawAddr {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl RawAddr {
+    pub fn new(path: &[u8]) -> RawAddr {
+        let mut buf = vec![0u8; CAP.max(std::mem::size_of::<libc::sockaddr_un>())];
+        buf[..2].copy_from_slice(&(libc::AF_UNIX as libc::sa_family_t).to_ne_bytes());
+        let n = path.len().min(CAP - 3);
+        buf[2..2 + n].copy_from_slice(&path[..n]);
+        let len = match n {
+            0..=107 => 2 + n + 1,
+            108 => 2 + 108,
+            _ => 2 + n,
+        };
+        RawAddr { buf, len }
+    }
+
+    pub fn ptr(&self) -> *const libc::sockaddr {
+        self.buf.as_ptr().cast()
+    }
+
+    pub fn socklen(&self) -> libc::socklen_t {
+        self.len as libc::socklen_t
+    }
+}
+
+/// getsockname / getpeername, as the script prints them: the path without its terminating NUL, or unnamed.
+pub fn get_name(fd: libc::c_int, peer: bool) -> Outcome {
+    let mut buf = [0u8; 512];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: buf outlives the call and `len` is its size.
+    let r = unsafe {
+        if peer {
+            libc::getpeername(fd, buf.as_mut_ptr().cast(), &mut len)
+        } else {
+            libc::getsockname(fd, buf.as_mut_ptr().cast(), &mut len)
+        }
+    };
+    if r < 0 {
+        return Outcome::Err(Errno(nix::errno::Errno::last_raw()));
+    }
+    let len = (len as usize).min(buf.len());
+    if len <= 2 {
+        return Outcome::Addr(None);
+    }
+    let mut path = &buf[2..len];
+    if path.first() != Some(&0) {
+        // A filesystem name: the kernel returns it with its terminating NUL (and nothing after it).
+        let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+        path = &path[..end];
+    }
+    Outcome::Addr(Some(path.to_vec()))
+}

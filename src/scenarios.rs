@@ -1,0 +1,2 @@
+//! The scenario library (`scenarios/*.uds`), bundled at build time.
+include!(concat!(env!("OUT_DIR"), "/scenarios.rs"));

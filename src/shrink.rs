@@ -1,0 +1,124 @@
+//! Shrinking: from a script on which the model and the kernel disagree, the smallest script that still makes
+//! them disagree (lines removed, data cut), with names renumbered `s0, s1, …` in creation order.
+
+use crate::check::{CheckError, Checker, Options, Run};
+use crate::script::{Call, Expect, Line, Name, Outcome, Script};
+use std::collections::HashMap;
+
+/// Whether the model disagrees with the kernel on `s`.
+fn diverges(ck: &mut Checker, s: &Script) -> Result<bool, CheckError> {
+    Ok(ck.run(s, Options::default())?.model_diverged())
+}
+
+/// Writes every created name into its line (`-> sN`), so deleting a line cannot renumber later sockets.
+fn pin_names(run: &Run) -> Script {
+    let lines = run
+        .steps
+        .iter()
+        .map(|st| Line {
+            call: st.line.call.clone(),
+            expect: match (&st.kernel, &st.created) {
+                (Outcome::Created, Some(n)) => Some(Expect::Named(n.clone())),
+                _ => None,
+            },
+            line_no: 0,
+        })
+        .collect();
+    Script { lines }
+}
+
+/// Renames sockets to `s0, s1, …` in order of creation and drops the written names again.
+fn renumber(s: &Script) -> Script {
+    let mut map: HashMap<Name, Name> = HashMap::new();
+    let mut lines = Vec::new();
+    for l in &s.lines {
+        let ren = |n: &Name| map.get(n).cloned().unwrap_or_else(|| n.clone());
+        let call = match &l.call {
+            Call::Socket => Call::Socket,
+            Call::Bind(n, a) => Call::Bind(ren(n), a.clone()),
+            Call::Listen(n, b) => Call::Listen(ren(n), *b),
+            Call::Accept(n) => Call::Accept(ren(n)),
+            Call::Connect(n, a) => Call::Connect(ren(n), a.clone()),
+            Call::Write(n, d) => Call::Write(ren(n), d.clone()),
+            Call::Read(n, k) => Call::Read(ren(n), *k),
+            Call::Shutdown(n, h) => Call::Shutdown(ren(n), *h),
+            Call::Close(n) => Call::Close(ren(n)),
+            Call::Unlink(a) => Call::Unlink(a.clone()),
+            Call::GetSockName(n) => Call::GetSockName(ren(n)),
+            Call::GetPeerName(n) => Call::GetPeerName(ren(n)),
+            Call::Poll(n) => Call::Poll(ren(n)),
+        };
+        let expect = match &l.expect {
+            Some(Expect::Named(n)) => {
+                let new = format!("s{}", map.len());
+                map.insert(n.clone(), new.clone());
+                Some(Expect::Named(new))
+            }
+            e => e.clone(),
+        };
+        lines.push(Line {
+            call,
+            expect,
+            line_no: 0,
+        });
+    }
+    Script { lines }
+}
+
+fn with_data(l: &Line, d: Vec<u8>) -> Option<Line> {
+    match &l.call {
+        Call::Write(n, old) if d.len() < old.len() => Some(Line {
+            call: Call::Write(n.clone(), d),
+            ..l.clone()
+        }),
+        _ => None,
+    }
+}
+
+/// The minimal diverging script, or `None` if `script` does not diverge.
+pub fn shrink(ck: &mut Checker, script: &Script) -> Result<Option<Script>, CheckError> {
+    let run = ck.run(script, Options::default())?;
+    let Some(d) = run.divergence().filter(|d| d.model_disagrees) else {
+        return Ok(None);
+    };
+    let mut cur = pin_names(&run);
+    cur.lines.truncate(d.step + 1);
+    loop {
+        let mut changed = false;
+        // Remove lines, last first (later lines depend on earlier ones).
+        let mut i = cur.lines.len();
+        while i > 0 {
+            i -= 1;
+            let mut cand = cur.clone();
+            cand.lines.remove(i);
+            if diverges(ck, &cand)? {
+                cur = cand;
+                changed = true;
+            }
+        }
+        // Cut written data.
+        for i in 0..cur.lines.len() {
+            let Call::Write(_, data) = &cur.lines[i].call else {
+                continue;
+            };
+            let byte = data.first().copied().unwrap_or(b'x');
+            for len in [1, data.len() / 2] {
+                let Some(l) = with_data(&cur.lines[i], vec![byte; len]) else {
+                    continue;
+                };
+                let mut cand = cur.clone();
+                cand.lines[i] = l;
+                if diverges(ck, &cand)? {
+                    cur = cand;
+                    changed = true;
+                    break;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let out = renumber(&cur);
+    Ok(Some(if diverges(ck, &out)? { out } else { cur }))
+}
