@@ -9,3 +9,5 @@ pub mod model;
 pub mod scenarios;
 pub mod script;
 pub mod shrink;
+pub mod fuzzing;
+pub mod bench_report;
