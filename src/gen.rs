@@ -3,7 +3,7 @@
 //! scratch model as it goes, so most calls act on live sockets, existing paths and listeners, and runs reach
 //! connected, half-closed, reset, pending and full-buffer states. Generated scripts use automatic names only.
 
-use crate::model::socket::State;
+use crate::model::socket::{Addr, State};
 use crate::model::{Model, Params};
 use crate::script::{Call, How, Outcome, Script};
 
@@ -114,7 +114,7 @@ impl<S: Source> Gen<'_, S> {
     /// A subject: usually a live socket matching `pred`, sometimes any name (closed ones included).
     fn subject(&mut self, pred: impl Fn(&crate::model::socket::Sock) -> bool) -> Option<String> {
         let fit = self.live(pred);
-        if !fit.is_empty() && self.chance(85) {
+        if !fit.is_empty() && self.chance(92) {
             return Some(self.pick(&fit).clone());
         }
         if self.names.is_empty() {
@@ -143,7 +143,7 @@ impl<S: Source> Gen<'_, S> {
             .filter_map(|n| self.model.sock_of(n))
             .filter(|s| s.state == State::Listening)
             .filter_map(|s| match &s.addr {
-                Some(crate::model::socket::Addr::Path(p)) => Some(p.clone()),
+                Some(Addr::Path(p)) => Some(p.clone()),
                 _ => None,
             })
             .collect();
@@ -155,6 +155,7 @@ impl<S: Source> Gen<'_, S> {
 
     fn data(&mut self) -> Vec<u8> {
         let len = match self.src.below(10) {
+            0 if self.chance(25) => 0,
             0..=4 => 1 + self.src.below(16),
             5..=7 => 1 + self.src.below(5000),
             8 => 30_000 + self.src.below(10_000),
@@ -163,6 +164,32 @@ impl<S: Source> Gen<'_, S> {
         let byte = b'a' + (self.writes % 26) as u8;
         self.writes += 1;
         vec![byte; len]
+    }
+
+    /// Recipe: a client connected to a listener (made first if there is none), usually accepted too.
+    fn connection(&mut self) {
+        let listeners =
+            self.live(|s| s.state == State::Listening && matches!(s.addr, Some(Addr::Path(_))));
+        let l = if listeners.is_empty() {
+            self.emit(Call::Socket);
+            let l = self.names.last().cloned().unwrap_or_default();
+            let p = self.pick(PATHS).to_vec();
+            self.emit(Call::Bind(l.clone(), p));
+            let b = *self.pick(BACKLOGS);
+            self.emit(Call::Listen(l.clone(), b));
+            l
+        } else {
+            self.pick(&listeners).clone()
+        };
+        let Some(Addr::Path(p)) = self.model.sock_of(&l).and_then(|s| s.addr.clone()) else {
+            return;
+        };
+        self.emit(Call::Socket);
+        let c = self.names.last().cloned().unwrap_or_default();
+        self.emit(Call::Connect(c, p));
+        if self.chance(80) {
+            self.emit(Call::Accept(l));
+        }
     }
 
     fn step(&mut self) {
@@ -193,15 +220,29 @@ impl<S: Source> Gen<'_, S> {
                 }
             }
             6..=8 => {
+                if self.live(connected).is_empty() {
+                    return self.connection();
+                }
                 if let Some(s) = self.subject(connected) {
                     let d = self.data();
                     self.emit(Call::Write(s, d));
                 }
             }
             9..=11 => {
-                if let Some(s) =
-                    self.subject(|s| s.state == State::Connected && (!s.rx.is_empty() || s.shut_rd))
-                {
+                if self.live(connected).is_empty() {
+                    return self.connection();
+                }
+                let readable = |s: &crate::model::socket::Sock| {
+                    s.state == State::Connected
+                        && (!s.rx.is_empty() || s.shut_rd || s.err.is_some())
+                };
+                let pick_readable = self.chance(80);
+                let s = if pick_readable {
+                    self.subject(readable)
+                } else {
+                    self.subject(connected)
+                };
+                if let Some(s) = s {
                     let n = *self.pick(READ_SIZES);
                     self.emit(Call::Read(s, n));
                 }
@@ -254,7 +295,7 @@ impl<S: Source> Gen<'_, S> {
     }
 }
 
-/// Generates a script of about `max_ops` calls (recipes may add up to two more), fewer if `src` runs out.
+/// Generates a script of about `max_ops` calls (a recipe may add up to six more), fewer if `src` runs out.
 pub fn generate(src: &mut impl Source, params: &Params, max_ops: usize) -> Script {
     let mut g = Gen {
         src,

@@ -239,6 +239,7 @@ impl LineParser<'_> {
 
     /// `"ab" * 3 + "c"`: literals, each optionally repeated, joined by `+`.
     fn bytes_expr(&mut self, what: &str, max: usize) -> R<Vec<u8>> {
+        self.skip_ws();
         let start = self.pos;
         let mut out = Vec::new();
         loop {
@@ -264,6 +265,7 @@ impl LineParser<'_> {
     /// ADDR / PATH: relative to the script's private directory, so `/…` and `..` are refused (a script must
     /// not reach, or unlink, anything outside its own directory).
     fn addr(&mut self) -> R<Vec<u8>> {
+        self.skip_ws();
         let at = self.pos;
         let a = self.bytes_expr("address", MAX_ADDR)?;
         let path = a.split(|&b| b == 0).next().unwrap_or(&[]);
@@ -289,8 +291,11 @@ impl LineParser<'_> {
         self.expect("(")?;
         let call = match func.as_str() {
             "socket" => {
+                self.skip_ws();
+                let at = self.pos;
                 let ty = self.ident()?;
                 if ty != "STREAM" {
+                    self.pos = at;
                     return self.err(format!(
                         "socket type `{ty}` is not supported (version 1 has STREAM)"
                     ));
@@ -372,7 +377,9 @@ impl LineParser<'_> {
         }))
     }
 
-    fn errno(&mut self) -> R<Option<Errno>> {
+    /// An errno name, if the result is one. For poll, `ERR` is a flag, so an unknown `E…` word is left for
+    /// the flag parser.
+    fn errno(&mut self, poll: bool) -> R<Option<Errno>> {
         self.skip_ws();
         if self.peek() != Some(b'E') {
             return Ok(None);
@@ -381,6 +388,10 @@ impl LineParser<'_> {
         let id = self.ident()?;
         match Errno::from_name(&id) {
             Some(e) => Ok(Some(e)),
+            None if poll => {
+                self.pos = at;
+                Ok(None)
+            }
             None => {
                 self.pos = at;
                 self.err(format!("unknown errno `{id}`"))
@@ -389,7 +400,7 @@ impl LineParser<'_> {
     }
 
     fn result(&mut self, call: &Call) -> R<Expect> {
-        if let Some(e) = self.errno()? {
+        if let Some(e) = self.errno(matches!(call, Call::Poll(_)))? {
             return Ok(Expect::Is(Outcome::Err(e)));
         }
         self.skip_ws();

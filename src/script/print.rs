@@ -24,7 +24,8 @@ fn escape_into(out: &mut String, bytes: &[u8]) {
 
 /// Smallest period p (≤ 16) such that `d` is `d[..p]` repeated at least 4 times.
 fn period(d: &[u8]) -> Option<usize> {
-    (1..=16.min(d.len() / 4)).find(|&p| d.len().is_multiple_of(p) && d.chunks(p).all(|c| c == &d[..p]))
+    (1..=16.min(d.len() / 4))
+        .find(|&p| d.len().is_multiple_of(p) && d.chunks(p).all(|c| c == &d[..p]))
 }
 
 /// DATA in canonical form: literals, with runs of one byte (8 or more) as `"x" * N`.
@@ -95,7 +96,7 @@ pub fn fmt_call(c: &Call) -> String {
     }
 }
 
-/// An outcome as a result. `name` is what a created socket is called (used for `Created`).
+/// An outcome as a transcript shows it (long data as `<N bytes>`). `name` is what a created socket is called.
 pub fn fmt_outcome(o: &Outcome, name: Option<&str>) -> String {
     match o {
         Outcome::Created => name.unwrap_or("<new socket>").to_string(),
@@ -116,9 +117,11 @@ pub fn fmt_outcome(o: &Outcome, name: Option<&str>) -> String {
     }
 }
 
+/// A written result: exact (data is never abbreviated, so the text parses back to the same script).
 fn fmt_expect(e: &Expect) -> String {
     match e {
         Expect::Named(n) => n.clone(),
+        Expect::Is(Outcome::Data(d)) => fmt_data(d),
         Expect::Is(o) => fmt_outcome(o, None),
         Expect::Bytes(n) => format!("<{n} bytes>"),
     }
