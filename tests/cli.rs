@@ -1,0 +1,153 @@
+//! `udsim check` and `udsim explore` as a user runs them: transcripts, exit codes, clear errors.
+
+use std::process::{Command, Output};
+
+fn udsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_udsim"))
+        .args(args)
+        .output()
+        .expect("run udsim")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn script_file(dir: &tempfile::TempDir, name: &str, body: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, body).expect("write script");
+    p.display().to_string()
+}
+
+const SEED: &str = "socket(STREAM) -> srv
+bind(srv, \"srv.sock\") -> 0
+listen(srv, 1) -> 0
+socket(STREAM) -> cli
+connect(cli, \"srv.sock\") -> 0
+write(cli, \"hello\\n\") -> 6
+accept(srv) -> conn
+read(conn, 64) -> \"hello\\n\"
+close(cli) -> 0
+read(conn, 64) -> \"\"
+accept(srv) -> EAGAIN
+";
+
+#[test]
+fn agreeing_script_prints_its_transcript_and_exits_0() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = script_file(&d, "seed.uds", SEED);
+    let out = udsim(&["check", &f]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("read(conn, 64) -> \"hello\\n\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("# ok: 11 lines agree"), "{stdout}");
+}
+
+#[test]
+fn wrong_written_result_is_a_divergence_exit_1() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = script_file(
+        &d,
+        "wrong.uds",
+        &SEED.replace("accept(srv) -> EAGAIN", "accept(srv) -> again"),
+    );
+    let out = udsim(&["check", &f]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("# DIVERGENCE at line 11: the kernel disagrees with the written result"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("#   kernel:        EAGAIN"), "{stdout}");
+    assert!(
+        stdout.contains("(rule accept_empty_queue_is_eagain)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn record_writes_the_kernels_results_in_and_reparses() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let bare = "socket(STREAM)\nbind(s0, \"srv.sock\")\nlisten(s0, 1)\nsocket(STREAM)\nconnect(s1, \"srv.sock\")\n\
+                write(s1, \"hello\\n\")\naccept(s0)\nread(s2, 64)\naccept(s0)\n";
+    let f = script_file(&d, "bare.uds", bare);
+    let out = udsim(&["check", "--record", &f]);
+    assert_eq!(out.status.code(), Some(0));
+    let recorded = text(&out.stdout);
+    assert!(
+        recorded.contains("read(s2, 64) -> \"hello\\n\""),
+        "{recorded}"
+    );
+    assert!(recorded.contains("accept(s0) -> EAGAIN"), "{recorded}");
+    // Automatic names were written in; the recording is itself a script that agrees.
+    assert!(recorded.contains("socket(STREAM) -> s0"), "{recorded}");
+    let f2 = script_file(&d, "recorded.uds", &recorded);
+    assert_eq!(udsim(&["check", &f2]).status.code(), Some(0));
+}
+
+#[test]
+fn script_errors_exit_2_with_line_and_column() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = script_file(&d, "bad.uds", "socket(STREAM) -> a\nlisten(b, 1)\n");
+    let out = udsim(&["check", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("line 2, column 8: unknown socket name `b`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // An automatic name that no socket got is found when the script runs.
+    let f = script_file(&d, "auto.uds", "socket(STREAM)\nclose(s1)\n");
+    let out = udsim(&["check", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("line 2: unknown socket name `s1`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(
+        udsim(&["check", "/nonexistent/dir/x.uds"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        udsim(&["explore", "--cases", "many"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(udsim(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn explore_reports_statistics_and_the_exact_prediction_rate() {
+    let out = udsim(&["explore", "--seed", "3", "--cases", "50", "--max-ops", "30"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("50 scripts"), "{stdout}");
+    assert!(stdout.contains("exact-prediction rate"), "{stdout}");
+    assert!(stdout.contains("states reached"), "{stdout}");
+    assert!(stdout.contains("no divergence"), "{stdout}");
+}
+
+#[test]
+fn check_directory_runs_every_script() {
+    let d = tempfile::tempdir().expect("tempdir");
+    script_file(&d, "a.uds", SEED);
+    script_file(&d, "b.uds", "socket(STREAM) -> x\npoll(x) -> OUT|HUP\n");
+    script_file(&d, "ignored.txt", "not a script");
+    let out = udsim(&["check", &d.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("2 scripts: 2 agree, 0 diverge, 0 with script errors"));
+}

@@ -1,0 +1,136 @@
+//! The scenario library: every `scenarios/*.uds` runs through the checker and must agree with the kernel (and
+//! with its written results); together the scenarios must cover every call in every state the model knows.
+
+use std::collections::{BTreeMap, BTreeSet};
+use udsim::check::{Checker, Options};
+use udsim::model::Model;
+use udsim::script::{parse, CallKind, Expect, Script};
+
+fn library() -> Vec<(String, Script)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("scenarios/ exists")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "uds"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("readable");
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let script = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            (name, script)
+        })
+        .collect()
+}
+
+#[test]
+fn every_scenario_agrees_with_the_kernel() {
+    let lib = library();
+    assert!(lib.len() >= 60, "only {} scenarios", lib.len());
+    let mut ck = Checker::new().expect("checker");
+    let mut failures = Vec::new();
+    for (name, script) in &lib {
+        let run = ck.run(script, Options::default()).expect("runs");
+        if !run.agrees() {
+            failures.push(format!("# == {name}\n{}", udsim::cli::transcript(&run)));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} scenarios disagree:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_scenario_line_has_its_result_written_in() {
+    for (name, script) in library() {
+        for l in &script.lines {
+            assert!(
+                l.expect.is_some(),
+                "{name}: line {} has no result written in",
+                l.line_no
+            );
+        }
+    }
+}
+
+/// Calls that act on a socket, and the states a socket can be in (as `Model::states_of` names them).
+const CALLS: &[CallKind] = &[
+    CallKind::Bind,
+    CallKind::Listen,
+    CallKind::Accept,
+    CallKind::Connect,
+    CallKind::Write,
+    CallKind::Read,
+    CallKind::Shutdown,
+    CallKind::Close,
+    CallKind::GetSockName,
+    CallKind::GetPeerName,
+    CallKind::Poll,
+];
+const STATES: &[&str] = &[
+    "fresh",
+    "bound",
+    "listening",
+    "listening-with-pending",
+    "pending",
+    "connected",
+    "half-closed-rd",
+    "half-closed-wr",
+    "shut-both",
+    "reset",
+    "peer-closed",
+    "closed",
+];
+
+#[test]
+fn scenarios_cover_every_call_in_every_state() {
+    let params = udsim::kernel::calibrate::params().expect("calibrate");
+    let mut seen: BTreeMap<(CallKind, &str), BTreeSet<String>> = BTreeMap::new();
+    let mut full_buffer = 0;
+    for (name, script) in library() {
+        let mut m = Model::new(params.clone());
+        let mut created = 0;
+        for l in &script.lines {
+            let states = l.call.subject().map(|s| m.states_of(s)).unwrap_or_default();
+            full_buffer += states.contains(&"full-buffer") as usize;
+            for st in states {
+                seen.entry((l.call.kind(), st))
+                    .or_default()
+                    .insert(name.clone());
+            }
+            let new_name = match &l.expect {
+                Some(Expect::Named(n)) => n.clone(),
+                _ => format!("s{created}"),
+            };
+            let p = m.step(&l.call, &new_name).expect("known names");
+            if p.allowed.first() == Some(&udsim::script::Outcome::Created) {
+                created += 1;
+            }
+        }
+    }
+    let missing: Vec<String> = CALLS
+        .iter()
+        .flat_map(|c| STATES.iter().map(move |s| (*c, *s)))
+        .filter(|k| !seen.contains_key(k))
+        .map(|(c, s)| format!("{} in {s}", c.name()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no scenario runs: {}",
+        missing.join(", ")
+    );
+    assert!(
+        full_buffer > 0,
+        "no scenario acts on a socket with a full send buffer"
+    );
+}
