@@ -1,0 +1,61 @@
+//! The kernel executor: private directories, per-thread working directories, stale names, exact addresses.
+
+use udsim::check::{Checker, Options};
+use udsim::kernel::Kernel;
+use udsim::script::{parse, Call, Outcome};
+
+#[test]
+fn a_108_byte_path_reaches_the_kernel_as_written() {
+    let mut k = Kernel::new().expect("executor");
+    k.run(&Call::Socket, "a").expect("run");
+    let path = vec![b'p'; 108];
+    assert_eq!(
+        k.run(&Call::Bind("a".into(), path.clone()), "")
+            .expect("run"),
+        Outcome::Ok
+    );
+    assert_eq!(
+        k.run(&Call::GetSockName("a".into()), "").expect("run"),
+        Outcome::Addr(Some(path))
+    );
+    // The file is in the private directory and nowhere else.
+    assert!(k.dir().join("p".repeat(108)).exists());
+}
+
+#[test]
+fn reset_closes_everything_and_empties_the_directory() {
+    let mut k = Kernel::new().expect("executor");
+    k.run(&Call::Socket, "a").expect("run");
+    k.run(&Call::Bind("a".into(), b"x.sock".to_vec()), "")
+        .expect("run");
+    assert!(k.dir().join("x.sock").exists());
+    k.reset().expect("reset");
+    assert!(!k.knows("a"));
+    assert_eq!(std::fs::read_dir(k.dir()).expect("dir").count(), 0);
+}
+
+#[test]
+fn scripts_in_parallel_threads_use_their_own_directories() {
+    // Every thread binds the same relative path; each must find its own directory (per-thread cwd).
+    let script = parse(
+        "socket(STREAM) -> srv\nbind(srv, \"same.sock\") -> 0\nlisten(srv, 0) -> 0\n\
+         socket(STREAM) -> c\nconnect(c, \"same.sock\") -> 0\nwrite(c, \"hi\") -> 2\n\
+         accept(srv) -> conn\nread(conn, 10) -> \"hi\"\nunlink(\"same.sock\") -> 0\n",
+    )
+    .expect("parses");
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let s = script.clone();
+            std::thread::spawn(move || {
+                let mut ck = Checker::new().expect("checker");
+                (0..50).all(|_| ck.run(&s, Options::default()).expect("runs").agrees())
+            })
+        })
+        .collect();
+    for t in threads {
+        assert!(
+            t.join().expect("thread"),
+            "a script disagreed while running in parallel"
+        );
+    }
+}
