@@ -119,18 +119,6 @@ impl Model {
         self.names.contains_key(name)
     }
 
-    /// Names in creation order that are still open, and names that were closed.
-    pub fn names(&self) -> impl Iterator<Item = (&Name, bool)> {
-        self.names
-            .iter()
-            .map(|(n, h)| (n, matches!(h, Handle::Open(_))))
-    }
-
-    /// Number of socket files in the private directory.
-    pub fn files(&self) -> usize {
-        self.fs.len()
-    }
-
     /// Names of the states the live socket `name` is in (several may hold at once), for coverage reports.
     pub fn states_of(&self, name: &str) -> Vec<&'static str> {
         let Some(s) = self.sock_of(name) else {
@@ -203,85 +191,52 @@ impl Model {
         self.names.insert(name.to_string(), Handle::Open(id));
     }
 
-    /// Predicts one call and applies its effect (for the first allowed outcome; every call here is exact).
+    /// Predicts one call and applies its effect (every prediction today is exact: one allowed outcome).
     /// A creating call that succeeds names its socket `new_name`.
     pub fn step(&mut self, call: &Call, new_name: &str) -> Result<Prediction, ModelError> {
-        if call.kind() != crate::script::CallKind::Socket
-            && call.kind() != crate::script::CallKind::Unlink
-        {
-            if let Some(s) = call.subject() {
-                if let Handle::Closed = self.handle(s)? {
-                    return Ok(self.on_closed_fd(call));
+        let Some(subject) = call.subject() else {
+            return Ok(match call {
+                Call::Unlink(a) => self.unlink(a),
+                _ => {
+                    let sid = self.new_sock(Sock::new());
+                    self.name_sock(new_name, sid);
+                    Prediction::one("socket_creates", Outcome::Created)
                 }
-            }
-        }
-        let id = |m: &Model, s: &str| -> Result<SockId, ModelError> {
-            match m.handle(s)? {
-                Handle::Open(id) => Ok(id),
-                Handle::Closed => unreachable!("closed names are answered above"),
-            }
+            });
+        };
+        let sid = match self.handle(subject)? {
+            Handle::Open(id) => id,
+            Handle::Closed => return Ok(self.on_closed_fd(call)),
         };
         Ok(match call {
-            Call::Socket => {
-                let sid = self.new_sock(Sock::new());
-                self.name_sock(new_name, sid);
-                Prediction::one("socket_creates", Outcome::Created)
+            Call::Socket | Call::Unlink(_) => {
+                unreachable!("calls without a subject are answered above")
             }
-            Call::Bind(s, a) => {
-                let sid = id(self, s)?;
-                self.bind(sid, a)
-            }
-            Call::Listen(s, n) => {
-                let sid = id(self, s)?;
-                self.listen(sid, *n)
-            }
-            Call::Accept(s) => {
-                let sid = id(self, s)?;
-                self.accept(sid, new_name)
-            }
-            Call::Connect(s, a) => {
-                let sid = id(self, s)?;
-                self.connect(sid, a)
-            }
-            Call::Write(s, d) => {
-                let sid = id(self, s)?;
-                self.write(sid, d)
-            }
-            Call::Read(s, n) => {
-                let sid = id(self, s)?;
-                self.read(sid, *n)
-            }
-            Call::Shutdown(s, h) => {
-                let sid = id(self, s)?;
-                self.shutdown(sid, *h)
-            }
+            Call::Bind(_, a) => self.bind(sid, a),
+            Call::Listen(_, n) => self.listen(sid, *n),
+            Call::Accept(_) => self.accept(sid, new_name),
+            Call::Connect(_, a) => self.connect(sid, a),
+            Call::Write(_, d) => self.write(sid, d),
+            Call::Read(_, n) => self.read(sid, *n),
+            Call::Shutdown(_, h) => self.shutdown(sid, *h),
             Call::Close(s) => {
-                let sid = id(self, s)?;
                 self.names.insert(s.clone(), Handle::Closed);
                 self.release(sid, false);
                 Prediction::ok("close_releases")
             }
-            Call::Unlink(a) => self.unlink(a),
-            Call::GetSockName(s) => {
-                let sid = id(self, s)?;
-                Prediction::one(
-                    "getsockname_is_own_addr",
-                    addr_outcome(&self.socks[sid].addr),
-                )
-            }
-            Call::GetPeerName(s) => {
-                let sid = id(self, s)?;
-                match self.socks[sid].peer {
-                    // rule `getpeername_outlives_peer`: a released peer still answers with its address.
-                    Some(p) => Prediction::one(
-                        "getpeername_is_peer_addr",
-                        addr_outcome(&self.socks[p].addr),
-                    ),
-                    None => Prediction::err("getpeername_needs_peer", Errno::ENOTCONN),
-                }
-            }
-            Call::Poll(s) => {
-                let sid = id(self, s)?;
+            Call::GetSockName(_) => Prediction::one(
+                "getsockname_is_own_addr",
+                addr_outcome(&self.socks[sid].addr),
+            ),
+            Call::GetPeerName(_) => match self.socks[sid].peer {
+                // rule `getpeername_outlives_peer`: a released peer still answers with its address.
+                Some(p) => Prediction::one(
+                    "getpeername_is_peer_addr",
+                    addr_outcome(&self.socks[p].addr),
+                ),
+                None => Prediction::err("getpeername_needs_peer", Errno::ENOTCONN),
+            },
+            Call::Poll(_) => {
                 Prediction::one("poll_readiness", Outcome::Ready(poll::readiness(self, sid)))
             }
         })
