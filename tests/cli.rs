@@ -151,3 +151,18 @@ fn check_directory_runs_every_script() {
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("2 scripts: 2 agree, 0 diverge, 0 with script errors"));
 }
+
+#[test]
+fn relative_script_paths_keep_working_after_the_first_script() {
+    // The executor changes the thread's working directory only for the duration of a path call.
+    let d = tempfile::tempdir().expect("tempdir");
+    script_file(&d, "a.uds", SEED);
+    script_file(&d, "b.uds", SEED);
+    let out = Command::new(env!("CARGO_BIN_EXE_udsim"))
+        .args(["check", "a.uds", "b.uds"])
+        .current_dir(d.path())
+        .output()
+        .expect("run udsim");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("2 scripts: 2 agree"));
+}

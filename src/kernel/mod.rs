@@ -1,8 +1,9 @@
 //! The kernel executor: runs one call at a time on real non-blocking AF_UNIX sockets in a private directory.
 //!
 //! Paths in scripts are relative to the script's own directory. To hand the kernel exactly the script's
-//! `sun_path` bytes, each executor thread gets its own working directory (`unshare(CLONE_FS)` once per
-//! thread, then `fchdir` to the script's directory before each path call), so scripts run in parallel threads.
+//! `sun_path` bytes, each executor thread gets its own fs context (`unshare(CLONE_FS)` once per thread) and
+//! `fchdir`s into the script's directory for the duration of each path call, then back, so scripts run in
+//! parallel threads and the rest of the program keeps its working directory.
 //! Closed names map to an fd number no process can have open (`CLOSED_FD`), so a stale name never reaches a
 //! reused descriptor and the kernel itself answers EBADF / POLLNVAL.
 
@@ -11,24 +12,34 @@ pub mod calibrate;
 
 use crate::script::{Call, Errno, Events, How, Name, Outcome};
 use nix::libc;
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use addr::RawAddr;
 
 /// An fd number above the kernel's hard ceiling on descriptors (`fs.nr_open` ≤ 2^31 - 64), so never open.
 pub const CLOSED_FD: RawFd = i32::MAX;
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
 thread_local! {
-    /// Whether this thread has its own fs context (cwd) yet.
-    static OWN_FS: Cell<bool> = const { Cell::new(false) };
-    /// Which executor's directory this thread's cwd is in (0: none).
-    static CWD_OWNER: Cell<u64> = const { Cell::new(0) };
+    /// This thread's own working directory from before its first script call (the thread gets its own fs
+    /// context on first use, so other threads are unaffected).
+    static HOME: std::cell::OnceCell<OwnedFd> = const { std::cell::OnceCell::new() };
+}
+
+/// While alive, this thread's cwd is an executor's private directory; dropping it restores the thread's cwd,
+/// so relative paths in the rest of the program mean what they meant before.
+struct InDir;
+
+impl Drop for InDir {
+    fn drop(&mut self) {
+        HOME.with(|h| {
+            if let Some(home) = h.get() {
+                // Best effort: the home directory fd stays open, so this only fails if it was removed.
+                let _ = nix::unistd::fchdir(home);
+            }
+        });
+    }
 }
 
 /// Errors of the executor itself (not of the calls it runs).
@@ -58,7 +69,6 @@ enum Slot {
 
 /// Real sockets for one script at a time.
 pub struct Kernel {
-    id: u64,
     dir: tempfile::TempDir,
     dirfd: OwnedFd,
     names: HashMap<Name, Slot>,
@@ -95,7 +105,6 @@ impl Kernel {
         )
         .map_err(|e| KernelError::Setup(format!("open {}: {e}", dir.path().display())))?;
         Ok(Kernel {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             dir,
             dirfd,
             names: HashMap::new(),
@@ -128,19 +137,27 @@ impl Kernel {
         Ok(())
     }
 
-    /// Makes this thread's cwd the private directory (own fs context first, so other threads are unaffected).
-    fn enter_dir(&self) -> Result<(), KernelError> {
-        if !OWN_FS.with(|c| c.get()) {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
-                .map_err(|e| KernelError::Setup(format!("unshare(CLONE_FS): {e}")))?;
-            OWN_FS.with(|c| c.set(true));
-        }
-        if CWD_OWNER.with(|c| c.get()) != self.id {
-            nix::unistd::fchdir(&self.dirfd)
-                .map_err(|e| KernelError::Setup(format!("fchdir: {e}")))?;
-            CWD_OWNER.with(|c| c.set(self.id));
-        }
-        Ok(())
+    /// Makes this thread's cwd the private directory until the guard drops (own fs context first, so other
+    /// threads are unaffected).
+    fn enter_dir(&self) -> Result<InDir, KernelError> {
+        HOME.with(|h| -> Result<(), KernelError> {
+            if h.get().is_none() {
+                let home = nix::fcntl::open(
+                    ".",
+                    nix::fcntl::OFlag::O_PATH
+                        | nix::fcntl::OFlag::O_DIRECTORY
+                        | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| KernelError::Setup(format!("open the working directory: {e}")))?;
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
+                    .map_err(|e| KernelError::Setup(format!("unshare(CLONE_FS): {e}")))?;
+                let _ = h.set(home);
+            }
+            Ok(())
+        })?;
+        nix::unistd::fchdir(&self.dirfd).map_err(|e| KernelError::Setup(format!("fchdir: {e}")))?;
+        Ok(InDir)
     }
 
     fn fd(&self, name: &str) -> Result<RawFd, KernelError> {
@@ -191,13 +208,13 @@ impl Kernel {
             }
             Call::Bind(s, a) => {
                 let fd = self.fd(s)?;
-                self.enter_dir()?;
+                let _in_dir = self.enter_dir()?;
                 let ra = RawAddr::new(a);
                 ok_or_errno(unsafe { libc::bind(fd, ra.ptr(), ra.socklen()) })
             }
             Call::Connect(s, a) => {
                 let fd = self.fd(s)?;
-                self.enter_dir()?;
+                let _in_dir = self.enter_dir()?;
                 let ra = RawAddr::new(a);
                 ok_or_errno(unsafe { libc::connect(fd, ra.ptr(), ra.socklen()) })
             }
@@ -258,7 +275,7 @@ impl Kernel {
                 None => return Err(KernelError::UnknownName(s.clone())),
             },
             Call::Unlink(a) => {
-                self.enter_dir()?;
+                let _in_dir = self.enter_dir()?;
                 let end = a.iter().position(|&b| b == 0).unwrap_or(a.len());
                 let c = CString::new(&a[..end]).unwrap_or_default();
                 ok_or_errno(unsafe { libc::unlink(c.as_ptr()) })
