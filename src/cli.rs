@@ -17,7 +17,8 @@ pub const EXIT_USAGE: i32 = 2;
 /// Arguments of `udsim check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Scripts (.uds files) or directories of them. None: the bundled scenarios plus a short exploration.
+    /// Scripts (.uds files, `-` for standard input) or directories of them. None: the bundled scenarios plus a
+    /// short exploration.
     pub paths: Vec<PathBuf>,
     /// Print each script with the kernel's results written in (continues past a divergence).
     #[arg(long)]
@@ -66,6 +67,10 @@ pub fn transcript(run: &Run) -> String {
 fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for p in paths {
+        if p.as_os_str() == "-" {
+            files.push(p.clone());
+            continue;
+        }
         let meta =
             std::fs::metadata(p).map_err(|e| format!("cannot read {}: {}", p.display(), e))?;
         if meta.is_dir() {
@@ -155,6 +160,17 @@ fn run_one(
     Ok(())
 }
 
+/// A script file's text; `-` is standard input.
+fn read_script(f: &Path) -> std::io::Result<String> {
+    if f.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(f)
+    }
+}
+
 /// `udsim check`.
 pub fn check(args: CheckArgs) -> i32 {
     let mut ck = match Checker::new() {
@@ -169,23 +185,21 @@ pub fn check(args: CheckArgs) -> i32 {
             Ok(f) => f,
             Err(e) => return fail(e),
         };
-        files
-            .iter()
-            .try_for_each(|f| match std::fs::read_to_string(f) {
-                Ok(text) => run_one(
-                    &mut ck,
-                    &f.display().to_string(),
-                    &text,
-                    &args,
-                    false,
-                    &mut t,
-                ),
-                Err(e) => {
-                    eprintln!("udsim: cannot read {}: {e}", f.display());
-                    t.errors += 1;
-                    Ok(())
-                }
-            })
+        files.iter().try_for_each(|f| match read_script(f) {
+            Ok(text) => run_one(
+                &mut ck,
+                &f.display().to_string(),
+                &text,
+                &args,
+                false,
+                &mut t,
+            ),
+            Err(e) => {
+                eprintln!("udsim: cannot read {}: {e}", f.display());
+                t.errors += 1;
+                Ok(())
+            }
+        })
     };
     if let Err(e) = res {
         eprintln!("udsim: {e}");
