@@ -1,0 +1,8 @@
+//! Fuzz target `call_orderings` (body: `udsim::fuzzing::call_orderings`, shared with `tests/fuzz_regression.rs`).
+//! Bytes → a script (text if it starts with `#`, else choices for the state-aware generator) → model and
+//! kernel in lock-step. A divergence panics with the minimal script, printed in the script language.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    udsim::fuzzing::call_orderings(data);
+});
