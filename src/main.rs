@@ -18,6 +18,8 @@ enum Command {
     Serve(udsim::echo::ServeArgs),
     /// Echo client: copies stdin to the socket, prints the echo.
     Client(udsim::echo::ClientArgs),
+    /// The benchmark ratio table from criterion's saved estimates (run `cargo bench` first).
+    BenchReport(udsim::bench_report::BenchReportArgs),
 }
 
 fn main() {
@@ -27,6 +29,7 @@ fn main() {
         Command::Explore(a) => udsim::cli::explore_cmd(a),
         Command::Serve(a) => udsim::echo::run_serve(a),
         Command::Client(a) => udsim::echo::run_client(a),
+        Command::BenchReport(a) => udsim::bench_report::run(a),
     };
     std::process::exit(code);
 }

@@ -1,0 +1,121 @@
+//! The checker's own speed, on a fixed corpus of generated scripts (seeds 0..SCRIPTS, MAX_OPS
+//! calls each, the sizes `udsim explore` uses):
+//!
+//! - `checker/model_steps`: `Model::step` alone, names precomputed (element = one step);
+//! - `checker/check_ops`: `Checker::run` (model + kernel in lock-step; element = one call);
+//! - `checker/kernel_only_ops`: `Checker::run_kernel_only` (the kernel executor alone, the
+//!   baseline for the checker's overhead);
+//! - `checker/parse_lines`: `script::parse` of the printed corpus (element = one line).
+//!
+//! Only scripts on which model and kernel agree are kept, so check and kernel-only run the same
+//! calls. The corpus' shape goes to `<criterion>/udsim-meta/checker.json`.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use criterion::{black_box, Throughput};
+use udsim::check::{Checker, Options};
+use udsim::gen::{generate, Rng};
+use udsim::model::{Model, Params};
+use udsim::script::{fmt_script, parse, Call, Outcome, Script};
+
+const SCRIPTS: u64 = 100;
+const MAX_OPS: usize = 40;
+
+/// A script's calls with the name each creating call gives its socket (`s{N}`, N = sockets created
+/// so far, as the checker names them).
+fn named_steps(params: &Params, script: &Script) -> Vec<(Call, String)> {
+    let mut model = Model::new(params.clone());
+    let mut created = 0;
+    let mut out = Vec::new();
+    for line in &script.lines {
+        let name = format!("s{created}");
+        let p = model
+            .step(&line.call, &name)
+            .expect("generated names are known");
+        if p.allowed.first() == Some(&Outcome::Created) {
+            created += 1;
+        }
+        out.push((line.call.clone(), name));
+    }
+    out
+}
+
+fn main() {
+    let placement = common::apply_placement();
+    let params = udsim::kernel::calibrate::params().expect("calibration");
+    let mut checker = Checker::new().expect("checker");
+
+    let mut scripts = Vec::new();
+    let mut diverging = 0;
+    for seed in 0..SCRIPTS {
+        let s = generate(&mut Rng(seed), &params, MAX_OPS);
+        let run = checker.run(&s, Options::default()).expect("check");
+        if run.agrees() {
+            scripts.push(s);
+        } else {
+            diverging += 1;
+        }
+    }
+    let ops: usize = scripts.iter().map(|s| s.lines.len()).sum();
+    let steps: Vec<Vec<(Call, String)>> = scripts.iter().map(|s| named_steps(&params, s)).collect();
+    let texts: Vec<String> = scripts.iter().map(fmt_script).collect();
+    let text_lines: usize = texts.iter().map(|t| t.lines().count()).sum();
+    let text_bytes: usize = texts.iter().map(|t| t.len()).sum();
+
+    common::write_meta(
+        "checker",
+        &["checker"],
+        &placement,
+        serde_json::json!({
+            "scripts": scripts.len(),
+            "diverging_skipped": diverging,
+            "max_ops": MAX_OPS,
+            "ops": ops,
+            "parse_lines": text_lines,
+            "parse_bytes": text_bytes,
+        }),
+    );
+
+    let mut c = common::criterion();
+    let mut g = c.benchmark_group("checker");
+
+    g.throughput(Throughput::Elements(ops as u64));
+    g.bench_function("model_steps", |b| {
+        b.iter(|| {
+            for script in &steps {
+                let mut m = Model::new(params.clone());
+                for (call, name) in script {
+                    let _ = black_box(m.step(call, name));
+                }
+            }
+        })
+    });
+    g.bench_function("check_ops", |b| {
+        b.iter(|| {
+            for s in &scripts {
+                let run = checker.run(s, Options::default()).expect("check");
+                black_box(run);
+            }
+        })
+    });
+    g.bench_function("kernel_only_ops", |b| {
+        b.iter(|| {
+            for s in &scripts {
+                black_box(checker.run_kernel_only(s).expect("kernel"));
+            }
+        })
+    });
+
+    g.throughput(Throughput::Elements(text_lines as u64));
+    g.bench_function("parse_lines", |b| {
+        b.iter(|| {
+            for t in &texts {
+                black_box(parse(t).expect("parse"));
+            }
+        })
+    });
+    g.finish();
+    c.final_summary();
+    common::finish_meta("checker");
+}

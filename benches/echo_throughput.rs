@@ -1,0 +1,184 @@
+//! Echo throughput: udsim's servers against the kernel's own limit and the peers a user would
+//! pick instead, in one criterion group per mode so every ratio comes from one run.
+//!
+//! - `echo_pingpong/<server>/<payload>`: write one payload, read its echo, repeat (request/response).
+//! - `echo_pipelined/<server>/<payload>`: a writer thread streams payloads while the bench thread
+//!   reads the echo (throughput with the pipe kept full).
+//!
+//! Servers: `raw_thread` (a socketpair echoed by a thread: the kernel's limit, no bind/listen),
+//! `raw_process` (the same echoed by a child process: the limit for two processes), `std_threads`,
+//! `tokio` (peers, run as this binary re-executed), `udsim_iterative`, `udsim_event_loop`,
+//! `udsim_splice` (the real `udsim serve` binary). Each is started, connected and checked byte for
+//! byte once per group, on first use, outside the timed region (`iter_custom`), and killed at the
+//! end of the group. Placement: see `UDSIM_BENCH_CPUS` in benches/README.md.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{Kind, Placement, RawEcho, Server};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const PAYLOADS: &[usize] = &[64, 1024, 16 * 1024, 64 * 1024];
+const SERVERS: &[Kind] = &[
+    Kind::RawThread,
+    Kind::RawProcess,
+    Kind::StdThreads,
+    Kind::Tokio,
+    Kind::UdsimIterative,
+    Kind::UdsimEventLoop,
+    Kind::UdsimSplice,
+];
+const GROUPS: &[&str] = &["echo_pingpong", "echo_pipelined"];
+
+/// What keeps a server alive for the group (held only for its Drop).
+#[allow(dead_code)]
+enum Holder {
+    Raw(RawEcho),
+    Proc(Server),
+}
+
+/// The pipelined writer's orders (payload size, count) and its acknowledgements.
+type Orders = (mpsc::Sender<(usize, u64)>, mpsc::Receiver<()>);
+
+/// One server's connection for a group: started lazily, so a filtered run starts only what it
+/// measures.
+struct Live {
+    conn: UnixStream,
+    /// Pipelined mode: the writer thread's orders (payload size, count) and its acks.
+    writer: Option<Orders>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    _holder: Holder,
+}
+
+impl Live {
+    fn start(kind: Kind, p: &Placement, pipelined: bool) -> Live {
+        let (conn, holder) = match kind {
+            Kind::RawThread | Kind::RawProcess => {
+                let mut raw = RawEcho::start(kind, p);
+                // Live's drop shuts the connection down, which ends the echo; then RawEcho reaps it.
+                let c = raw.client.take().expect("client");
+                (c, Holder::Raw(raw))
+            }
+            _ => {
+                let s = Server::start(kind, false, p);
+                let mut c = s.connect();
+                common::verify_echo(&mut c, kind.id());
+                (c, Holder::Proc(s))
+            }
+        };
+        let mut live = Live {
+            conn,
+            writer: None,
+            writer_thread: None,
+            _holder: holder,
+        };
+        if pipelined {
+            let (order_tx, order_rx) = mpsc::channel::<(usize, u64)>();
+            let (ack_tx, ack_rx) = mpsc::channel::<()>();
+            let mut w = live.conn.try_clone().expect("clone");
+            live.writer_thread = Some(std::thread::spawn(move || {
+                let buf = payload_bytes(*PAYLOADS.iter().max().unwrap_or(&65536));
+                while let Ok((len, count)) = order_rx.recv() {
+                    for _ in 0..count {
+                        w.write_all(&buf[..len]).expect("pipelined write");
+                    }
+                    let _ = ack_tx.send(());
+                }
+            }));
+            live.writer = Some((order_tx, ack_rx));
+        }
+        live
+    }
+
+    fn pingpong(&mut self, out: &[u8], back: &mut [u8], iters: u64) -> Duration {
+        let start = Instant::now();
+        for _ in 0..iters {
+            self.conn.write_all(out).expect("write");
+            self.conn.read_exact(back).expect("read echo");
+        }
+        start.elapsed()
+    }
+
+    fn pipelined(&mut self, len: usize, back: &mut [u8], iters: u64) -> Duration {
+        let (orders, acks) = self.writer.as_ref().expect("writer");
+        let mut left = len as u64 * iters;
+        let start = Instant::now();
+        orders.send((len, iters)).expect("writer gone");
+        while left > 0 {
+            let want = left.min(back.len() as u64) as usize;
+            let n = self.conn.read(&mut back[..want]).expect("read echo");
+            assert!(n > 0, "server closed the connection");
+            left -= n as u64;
+        }
+        let t = start.elapsed();
+        acks.recv().expect("writer ack");
+        t
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.writer = None; // ends the writer's loop
+        let _ = self.conn.shutdown(std::net::Shutdown::Both);
+        if let Some(t) = self.writer_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn payload_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+fn label(n: usize) -> String {
+    if n >= 1024 {
+        format!("{}KiB", n / 1024)
+    } else {
+        format!("{n}B")
+    }
+}
+
+fn group(c: &mut Criterion, p: &Placement, name: &str, pipelined: bool) {
+    let mut g = c.benchmark_group(name);
+    let mut lives: Vec<Option<Live>> = SERVERS.iter().map(|_| None).collect();
+    let out = payload_bytes(*PAYLOADS.iter().max().unwrap_or(&65536));
+    let mut back = vec![0u8; out.len()];
+    for &len in PAYLOADS {
+        g.throughput(Throughput::Bytes(len as u64));
+        for (i, &kind) in SERVERS.iter().enumerate() {
+            let id = BenchmarkId::new(kind.id(), label(len));
+            g.bench_with_input(id, &len, |b, &len| {
+                b.iter_custom(|iters| {
+                    let live = lives[i].get_or_insert_with(|| Live::start(kind, p, pipelined));
+                    if pipelined {
+                        live.pipelined(len, &mut back, iters)
+                    } else {
+                        live.pingpong(&out[..len], &mut back[..len], iters)
+                    }
+                })
+            });
+        }
+    }
+    g.finish();
+    drop(lives);
+}
+
+fn main() {
+    common::maybe_run_peer();
+    let placement = common::apply_placement();
+    common::write_meta(
+        "echo_throughput",
+        GROUPS,
+        &placement,
+        serde_json::json!({ "payloads": PAYLOADS }),
+    );
+    let mut c = common::criterion();
+    group(&mut c, &placement, GROUPS[0], false);
+    group(&mut c, &placement, GROUPS[1], true);
+    c.final_summary();
+    common::finish_meta("echo_throughput");
+}
