@@ -261,7 +261,7 @@ impl Model {
             return self.bind_abstract(sid, a);
         }
         let path = fs_path(a);
-        let (found, file) = match self.fs.lookup(path) {
+        let (found, file) = match self.fs.lookup(path, true) {
             Ok(r) => r,
             Err(e) => return Prediction::err("bind_path_lookup", e),
         };
@@ -335,7 +335,7 @@ impl Model {
                 )),
             };
         }
-        match self.fs.lookup(fs_path(a)) {
+        match self.fs.lookup(fs_path(a), false) {
             Err(e) => Err(("connect_path_lookup", e)),
             Ok((Lookup::Missing, _)) => Err(("connect_missing_path_is_enoent", Errno::ENOENT)),
             Ok((Lookup::Dir, _)) => {
@@ -484,7 +484,7 @@ impl Model {
         if is_abstract(a) {
             return Prediction::err("unlink_empty_path_is_enoent", Errno::ENOENT);
         }
-        match self.fs.lookup(fs_path(a)) {
+        match self.fs.lookup(fs_path(a), false) {
             Err(e) => Prediction::err("unlink_path_lookup", e),
             Ok((Lookup::Missing, _)) => Prediction::err("unlink_missing_is_enoent", Errno::ENOENT),
             Ok((Lookup::Dir, _)) => Prediction::err("unlink_dir_is_eisdir", Errno::EISDIR),

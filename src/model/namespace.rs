@@ -29,8 +29,10 @@ pub fn fs_path(addr: &[u8]) -> &[u8] {
 
 impl Namespace {
     /// Resolves a relative path. rule `path_missing_dir_is_enoent`: a path through a directory that does not
-    /// exist is ENOENT; rule `path_through_socket_is_enotdir`: through a socket file, ENOTDIR.
-    pub fn lookup(&self, path: &[u8]) -> Result<(Lookup, Vec<u8>), Errno> {
+    /// exist is ENOENT; rule `path_through_socket_is_enotdir`: through a socket file, ENOTDIR. `create` is
+    /// bind's way (mknod): rule `create_finds_name_before_trailing_slash` — an existing last component is found
+    /// (EADDRINUSE follows) even with a trailing slash, where a lookup says ENOTDIR.
+    pub fn lookup(&self, path: &[u8], create: bool) -> Result<(Lookup, Vec<u8>), Errno> {
         let trailing_slash = path.last() == Some(&b'/');
         let comps: Vec<&[u8]> = path
             .split(|&b| b == b'/')
@@ -53,7 +55,7 @@ impl Namespace {
             return Ok((Lookup::Dir, Vec::new()));
         }
         match self.files.get(*last) {
-            Some(_) if trailing_slash => Err(Errno::ENOTDIR),
+            Some(_) if trailing_slash && !create => Err(Errno::ENOTDIR),
             Some(&s) => Ok((Lookup::Socket(s), last.to_vec())),
             None if trailing_slash => Err(Errno::ENOENT),
             None => Ok((Lookup::Missing, last.to_vec())),
