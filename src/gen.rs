@@ -68,7 +68,15 @@ impl Source for Choices<'_> {
 /// Paths generated scripts use: a few shared names so binds collide and connects find listeners, plus the
 /// edge cases of the path rules.
 pub const PATHS: &[&[u8]] = &[b"a.sock", b"b.sock", b"c.sock"];
-const ODD_PATHS: &[&[u8]] = &[b"sub/x.sock", b".", b"a.sock/x", b"./a.sock"];
+const ODD_PATHS: &[&[u8]] = &[
+    b"sub/x.sock",
+    b".",
+    b"a.sock/x",
+    b"./a.sock",
+    b"a.sock/",
+    b"a.sock/.",
+    b"b.sock\0tail",
+];
 const BACKLOGS: &[i32] = &[0, 1, 2, 5, -1];
 const READ_SIZES: &[usize] = &[64, 1, 7, 0, 4096, 65536, 300_000];
 
