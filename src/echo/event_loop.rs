@@ -41,8 +41,10 @@ enum Pause {
 }
 
 struct Conn<R> {
-    sock: OwnedFd,
+    /// Declared before `sock` so it is dropped first: by the time the client sees EOF, all of
+    /// the connection's fds (a splice pipe) are closed.
     relay: R,
+    sock: OwnedFd,
     /// The client half-closed; echo what is pending, then close.
     eof: bool,
     interest: EpollFlags,
@@ -61,6 +63,8 @@ struct Server<'a, R: Relay> {
     freed: Vec<usize>,
     live: usize,
     pause: Option<Pause>,
+    /// An out-of-fds warning was printed and no accept has succeeded since (warn once).
+    fd_warned: bool,
     /// A relay made before accept, so a failure to make one (EMFILE) never drops a client.
     spare: Option<R>,
 }
@@ -91,6 +95,7 @@ pub fn run<R: Relay>(
         freed: Vec::new(),
         live: 0,
         pause: None,
+        fd_warned: false,
         spare: None,
     };
     status.line(format_args!("Waiting to accept a connection..."));
@@ -185,6 +190,7 @@ impl<R: Relay> Server<'_, R> {
             };
             // SAFETY: accept4 just returned this fd, and nothing else owns it.
             let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+            self.fd_warned = false;
             self.status.line(format_args!("Accepted socket fd = {raw}"));
             if !super::peer_allowed(&sock, &self.cfg.allow_uids, self.status) {
                 continue;
@@ -197,7 +203,8 @@ impl<R: Relay> Server<'_, R> {
 
     /// EMFILE, ENFILE and other accept failures: pause instead of spinning (`emfile_pauses_accept`).
     fn out_of_fds(&mut self, what: &str, e: Errno) {
-        if self.pause != Some(Pause::NoFds) {
+        if !self.fd_warned {
+            self.fd_warned = true;
             let hint = if matches!(e, Errno::EMFILE | Errno::ENFILE) {
                 "; not accepting until a connection closes"
             } else {

@@ -1,0 +1,1228 @@
+//! The echo programs as a user runs them: real `udsim serve` / `udsim client` processes on real
+//! Unix sockets in temp directories.
+//!
+//! No assertion depends on timing. Waits are for observable events (a status line, an echo, an
+//! fd count) with a generous deadline (`HANG`) that only turns a hang into a failure. Every
+//! spawned process is owned by a guard that kills and reaps it on drop, also when a test fails.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config as PropConfig, TestRunner};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_udsim");
+/// Deadline for anything that should happen: only a hang guard, never a performance claim.
+const HANG: Duration = Duration::from_secs(90);
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// Which server engine a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Iterative,
+    Readwrite,
+    Splice,
+}
+
+impl Engine {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Engine::Iterative => &["--iterative"],
+            Engine::Readwrite => &["--engine", "readwrite"],
+            Engine::Splice => &["--engine", "splice"],
+        }
+    }
+}
+
+/// A child process that is killed and reaped when dropped.
+struct Proc {
+    child: Child,
+    reaped: Option<ExitStatus>,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        let child = cmd.spawn().expect("spawn udsim");
+        Proc {
+            child,
+            reaped: None,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("kill");
+    }
+
+    /// Waits for exit, killing the process if it outlives `HANG`.
+    fn wait(&mut self) -> ExitStatus {
+        if let Some(st) = self.reaped {
+            return st;
+        }
+        let deadline = Instant::now() + HANG;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                self.reaped = Some(st);
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let st = self.child.wait().expect("wait");
+                self.reaped = Some(st);
+                panic!("process {} hung; killed", self.pid());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.reaped.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Kills `pids` with SIGKILL if still alive after `HANG`: a hang guard for blocking reads from a
+/// child's pipes. Dropping it (before the children are reaped) disarms it.
+struct Watchdog {
+    disarm: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn new(pids: Vec<i32>) -> Watchdog {
+        let (tx, rx) = mpsc::channel::<()>();
+        let thread = thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(HANG) {
+                for pid in pids {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        });
+        Watchdog {
+            disarm: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.disarm.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A running `udsim serve`, with its stderr lines readable in order.
+struct Server {
+    proc: Proc,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+fn serve_cmd(path: &Path, engine: Engine, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .args(engine.args())
+        .args(extra)
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+impl Server {
+    /// Starts a server and waits until it listens.
+    fn start(path: &Path, engine: Engine, extra: &[&str]) -> Server {
+        let quiet = extra.contains(&"--quiet");
+        Server::start_cmd(path, serve_cmd(path, engine, extra), quiet)
+    }
+
+    /// Spawns `cmd` and waits until it listens: by its status line, or (`quiet`) by connecting.
+    fn start_cmd(path: &Path, mut cmd: Command, quiet: bool) -> Server {
+        let mut proc = Proc::spawn(&mut cmd);
+        let stderr = proc.child.stderr.take().expect("stderr piped");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        let mut server = Server {
+            proc,
+            lines: rx,
+            seen: Vec::new(),
+        };
+        if quiet {
+            let deadline = Instant::now() + HANG;
+            while UnixStream::connect(path).is_err() {
+                assert!(
+                    server.is_running(),
+                    "server exited: {:?}",
+                    server.rest_of_stderr()
+                );
+                assert!(Instant::now() < deadline, "server never listened");
+                thread::sleep(Duration::from_millis(5));
+            }
+        } else {
+            server.wait_line(|l| l == "Waiting to accept a connection...");
+        }
+        server
+    }
+
+    /// The next stderr line satisfying `pred` (earlier ones are kept in `seen`).
+    fn wait_line(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no expected line from the server ({e}); saw {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// All stderr lines after the process has exited.
+    fn rest_of_stderr(&mut self) -> Vec<String> {
+        while let Ok(line) = self.lines.recv_timeout(HANG) {
+            self.seen.push(line);
+        }
+        self.seen.clone()
+    }
+
+    fn terminate(&mut self, sig: nix::sys::signal::Signal) -> ExitStatus {
+        self.proc.signal(sig);
+        self.proc.wait()
+    }
+
+    fn proc_file(&self, name: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{name}", self.proc.pid())).expect("read /proc")
+    }
+
+    fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.proc.pid()))
+            .expect("read /proc/PID/fd")
+            .count()
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = self.proc_file("status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .expect("VmRSS");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// utime + stime in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let stat = self.proc_file("stat");
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    /// Waits until the server's open-fd count is `want` (hang guard only).
+    fn wait_fd_count(&self, want: usize) {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let n = self.fd_count();
+            if n == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fd count stuck at {n}, want {want}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.proc.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+fn count_accepted(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| l.starts_with("Accepted socket fd = "))
+        .count()
+}
+
+/// Runs `udsim client` with `input` on stdin; returns (status, stdout, stderr).
+fn run_client(path: &Path, input: &[u8], extra: &[&str]) -> (ExitStatus, Vec<u8>, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("client")
+        .args(extra)
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run_with_input(&mut cmd, input)
+}
+
+fn run_with_input(cmd: &mut Command, input: &[u8]) -> (ExitStatus, Vec<u8>, String) {
+    let mut proc = Proc::spawn(cmd);
+    let watchdog = Watchdog::new(vec![proc.pid()]);
+    let mut stdin = proc.child.stdin.take().unwrap();
+    let mut stdout = proc.child.stdout.take().unwrap();
+    let mut stderr = proc.child.stderr.take().unwrap();
+    let (out, err) = thread::scope(|s| {
+        s.spawn(move || {
+            let _ = stdin.write_all(input);
+        });
+        let err = s.spawn(move || {
+            let mut e = String::new();
+            let _ = stderr.read_to_string(&mut e);
+            e
+        });
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        (out, err.join().unwrap())
+    });
+    drop(watchdog);
+    (proc.wait(), out, err)
+}
+
+fn udsim(args: &[&str]) -> (ExitStatus, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (st, _, err) = run_with_input(&mut cmd, b"");
+    (st, err)
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("udsim-echo")
+        .tempdir()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-test clients
+
+/// splitmix64: deterministic test randomness.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// In 1..=max, skewed towards small sizes so both tiny and large chunks occur.
+    fn chunk(&mut self, max: usize) -> usize {
+        let cap = match self.next() % 4 {
+            0 => 16,
+            1 => 1024,
+            _ => max,
+        };
+        1 + (self.next() as usize) % cap.min(max)
+    }
+}
+
+/// `len` random bytes.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed);
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        v.extend_from_slice(&rng.next().to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+fn connect(path: &Path) -> UnixStream {
+    let s = UnixStream::connect(path).expect("connect");
+    s.set_read_timeout(Some(HANG)).unwrap();
+    s.set_write_timeout(Some(HANG)).unwrap();
+    s
+}
+
+/// Sends `data` in random chunks while reading the echo in random sizes; half-closes after the
+/// last byte and reads to EOF. Returns what came back.
+fn exchange(sock: &UnixStream, data: &[u8], seed: u64) -> Vec<u8> {
+    thread::scope(|s| {
+        let mut w = sock;
+        s.spawn(move || {
+            let mut rng = Rng(seed);
+            let mut off = 0;
+            while off < data.len() {
+                let n = rng.chunk(64 * KIB).min(data.len() - off);
+                w.write_all(&data[off..off + n]).expect("client write");
+                off += n;
+            }
+            w.shutdown(Shutdown::Write).expect("shutdown");
+        });
+        let mut rng = Rng(seed ^ 0xABCD);
+        let mut got = Vec::with_capacity(data.len());
+        let mut buf = vec![0u8; 64 * KIB];
+        let mut r = sock;
+        loop {
+            let want = rng.chunk(64 * KIB);
+            match r.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("client read: {e}"),
+            }
+        }
+        got
+    })
+}
+
+fn roundtrip(path: &Path, data: &[u8], seed: u64) -> Vec<u8> {
+    exchange(&connect(path), data, seed)
+}
+
+/// `clients` concurrent clients, each sending `size` random bytes (a different slice of one
+/// random pool, so crossed streams show) and checking its echo byte for byte.
+fn concurrent_exact(path: &Path, clients: usize, size: usize) {
+    let pool = random_bytes(2 * size, clients as u64);
+    thread::scope(|s| {
+        for i in 0..clients {
+            let pool = &pool;
+            s.spawn(move || {
+                let off = (i * 7919) % size;
+                let data = &pool[off..off + size];
+                let got = roundtrip(path, data, i as u64);
+                assert_eq!(got.len(), data.len(), "client {i}: echo length");
+                assert!(got == data, "client {i}: echo differs");
+            });
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The seed's transcript
+
+fn seed_transcript(engine: Engine) {
+    let dir = tempdir();
+    let path = dir.path().join("server.sock");
+    let print = engine != Engine::Splice;
+    let mut cmd = serve_cmd(&path, engine, if print { &["--print"] } else { &[] });
+    cmd.stdout(Stdio::piped());
+    let mut server = Server::start_cmd(&path, cmd, false);
+    let input = b"Hello, server\nThis is the client\nGoodbye\n";
+    let (st, out, err) = run_client(&path, input, &[]);
+    assert!(st.success(), "client failed: {err}");
+    assert_eq!(out, input, "the client prints the echo");
+    assert!(
+        err.starts_with("Client socket fd = "),
+        "client stderr: {err}"
+    );
+    server.wait_line(|l| l.starts_with("Accepted socket fd = "));
+    assert!(server
+        .terminate(nix::sys::signal::Signal::SIGTERM)
+        .success());
+    let lines = server.rest_of_stderr();
+    assert!(lines[0].starts_with("Server socket fd = "), "{lines:?}");
+    if print {
+        let mut printed = Vec::new();
+        let mut stdout = server.proc.child.stdout.take().unwrap();
+        stdout.read_to_end(&mut printed).unwrap();
+        assert_eq!(printed, input, "--print shows what the server read");
+    }
+    assert!(!path.exists(), "SIGTERM removes the socket");
+}
+
+#[test]
+fn seed_transcript_iterative() {
+    seed_transcript(Engine::Iterative);
+}
+
+#[test]
+fn seed_transcript_readwrite() {
+    seed_transcript(Engine::Readwrite);
+}
+
+#[test]
+fn seed_transcript_splice() {
+    seed_transcript(Engine::Splice);
+}
+
+#[test]
+fn quiet_silences_status_lines_on_both_programs() {
+    let dir = tempdir();
+    let path = dir.path().join("q.sock");
+    let mut cmd = serve_cmd(&path, Engine::Readwrite, &["--quiet"]);
+    cmd.stderr(Stdio::piped());
+    let mut server = Proc::spawn(&mut cmd);
+    let deadline = Instant::now() + HANG;
+    while UnixStream::connect(&path).is_err() {
+        assert!(Instant::now() < deadline, "server never listened");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let (st, out, err) = run_client(&path, b"quiet\n", &["--quiet"]);
+    assert!(st.success());
+    assert_eq!(out, b"quiet\n");
+    assert_eq!(err, "", "client --quiet prints nothing");
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait().success());
+    let mut err = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(err, "", "server --quiet prints nothing");
+}
+
+#[test]
+fn empty_input_exits_zero_with_no_output() {
+    let dir = tempdir();
+    let path = dir.path().join("e.sock");
+    let _server = Server::start(&path, Engine::Readwrite, &[]);
+    let (st, out, err) = run_client(&path, b"", &[]);
+    assert!(st.success(), "{err}");
+    assert!(out.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+#[test]
+fn two_hundred_clients_1mib_byte_exact_readwrite() {
+    let dir = tempdir();
+    let path = dir.path().join("load.sock");
+    let _server = Server::start(&path, Engine::Readwrite, &["--quiet"]);
+    concurrent_exact(&path, 200, MIB);
+}
+
+#[test]
+fn two_hundred_clients_1mib_byte_exact_splice() {
+    let dir = tempdir();
+    let path = dir.path().join("load.sock");
+    let _server = Server::start(&path, Engine::Splice, &[]);
+    concurrent_exact(&path, 200, MIB);
+}
+
+/// The issue's "done when": 100 concurrent `udsim client` processes each get back 512 KiB.
+fn client_processes(engine: Engine) {
+    let dir = tempdir();
+    let path = dir.path().join("procs.sock");
+    let _server = Server::start(&path, engine, &[]);
+    let pool = random_bytes(1024 * KIB, 100);
+    thread::scope(|s| {
+        for i in 0..100usize {
+            let (pool, path) = (&pool, &path);
+            s.spawn(move || {
+                let off = (i * 4099) % (512 * KIB);
+                let data = &pool[off..off + 512 * KIB];
+                let (st, out, err) = run_client(path, data, &["--quiet"]);
+                assert!(st.success(), "client {i}: {err}");
+                assert!(out == data, "client {i}: echo differs");
+            });
+        }
+    });
+}
+
+#[test]
+fn hundred_client_processes_512kib_readwrite() {
+    client_processes(Engine::Readwrite);
+}
+
+#[test]
+fn hundred_client_processes_512kib_splice() {
+    client_processes(Engine::Splice);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backpressure
+
+/// A client that never reads its echo: it soon cannot write, other clients are served, the
+/// server's memory stays bounded, and once it reads it gets back exactly what it sent.
+fn stalled_reader(engine: Engine) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let dir = tempdir();
+    let path = dir.path().join("stall.sock");
+    let server = Server::start(&path, engine, &["--quiet"]);
+    assert_eq!(roundtrip(&path, b"warm up", 1), b"warm up");
+    let rss_before = server.rss_kib();
+
+    let stalled = connect(&path);
+    stalled.set_nonblocking(true).unwrap();
+    let pattern = random_bytes(MIB, 7);
+    let cap = 64 * MIB;
+    let mut written = 0usize;
+    // Write until the writes stop being taken: a 500 ms quiet spell means "stalled". On a slow
+    // machine that can only under-count, which weakens but never breaks the bound below.
+    while written < cap {
+        let off = written % MIB;
+        match (&stalled).write(&pattern[off..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                let mut fds = [PollFd::new(stalled.as_fd(), PollFlags::POLLOUT)];
+                if poll(&mut fds, PollTimeout::from(500u16)).unwrap() == 0 {
+                    break;
+                }
+            }
+            Err(e) => panic!("stalled client write: {e}"),
+        }
+    }
+    assert!(
+        written < 8 * MIB,
+        "backpressure: the server took {written} bytes from a client that reads nothing"
+    );
+
+    concurrent_exact(&path, 16, MIB);
+    let rss_after = server.rss_kib();
+    eprintln!(
+        "{engine:?}: stalled client wrote {written} bytes before blocking; server VmRSS {rss_before} KiB -> {rss_after} KiB"
+    );
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "server memory grew from {rss_before} KiB to {rss_after} KiB"
+    );
+
+    // Now read: the stalled client gets back exactly what it sent.
+    stalled.set_nonblocking(false).unwrap();
+    stalled.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    (&stalled).read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), written);
+    for (k, chunk) in got.chunks(MIB).enumerate() {
+        assert!(
+            chunk == &pattern[..chunk.len()],
+            "stalled echo differs in MiB {k}"
+        );
+    }
+}
+
+#[test]
+fn stalled_reader_is_bounded_readwrite() {
+    stalled_reader(Engine::Readwrite);
+}
+
+#[test]
+fn stalled_reader_is_bounded_splice() {
+    stalled_reader(Engine::Splice);
+}
+
+#[test]
+fn max_clients_holds_extra_clients_in_the_backlog() {
+    let dir = tempdir();
+    let path = dir.path().join("max.sock");
+    let _server = Server::start(&path, Engine::Readwrite, &["--max-clients", "2"]);
+    let c1 = connect(&path);
+    let c2 = connect(&path);
+    let c3 = connect(&path);
+    let mut buf = [0u8; 2];
+    for c in [&c1, &c2] {
+        (&*c).write_all(b"hi").unwrap();
+        (&*c).read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+    }
+    (&c3).write_all(b"c3").unwrap();
+    // Two more round trips on c2 give a wrongly accepted c3 time to be echoed.
+    for _ in 0..2 {
+        (&c2).write_all(b"hi").unwrap();
+        (&c2).read_exact(&mut buf).unwrap();
+    }
+    c3.set_nonblocking(true).unwrap();
+    let early = (&c3).read(&mut buf);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "a third client was served with --max-clients 2: {early:?}"
+    );
+    c3.set_nonblocking(false).unwrap();
+    drop(c1);
+    (&c3).read_exact(&mut buf).unwrap();
+    assert_eq!(
+        &buf, b"c3",
+        "the waiting client is served once a slot frees"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults
+
+/// Clients killed with SIGKILL mid-stream: the server keeps serving and its fd count returns
+/// to its baseline.
+fn sigkill_clients(engine: Engine) {
+    let dir = tempdir();
+    let path = dir.path().join("kill.sock");
+    let server = Server::start(&path, engine, &["--quiet"]);
+    assert_eq!(roundtrip(&path, b"warm up", 1), b"warm up");
+    let baseline = server.fd_count();
+    let data = random_bytes(512 * KIB, 3);
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["client", "--quiet"])
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        clients.push(Proc::spawn(&mut cmd));
+    }
+    let watchdog = Watchdog::new(clients.iter().map(Proc::pid).collect());
+    thread::scope(|s| {
+        for c in clients.iter_mut() {
+            let mut stdin = c.child.stdin.take().unwrap();
+            let data = &data;
+            // Never finishes: the client dies first (EPIPE then ends the thread).
+            s.spawn(move || {
+                let _ = stdin.write_all(data);
+            });
+        }
+        // Mid-stream: every client has had some echo back. Half are then never read again, so
+        // their server buffers are full when they die.
+        let mut outs = Vec::new();
+        for c in clients.iter_mut() {
+            let mut out = c.child.stdout.take().unwrap();
+            let mut b = [0u8; 1];
+            out.read_exact(&mut b).unwrap();
+            assert_eq!(b[0], data[0]);
+            outs.push(out);
+        }
+        for c in clients.iter() {
+            c.signal(nix::sys::signal::Signal::SIGKILL);
+        }
+        drop(watchdog);
+        for c in clients.iter_mut() {
+            c.wait();
+        }
+        drop(outs);
+    });
+    server.wait_fd_count(baseline);
+    assert_eq!(roundtrip(&path, &data, 5), data, "still serving");
+    server.wait_fd_count(baseline);
+}
+
+#[test]
+fn sigkilled_clients_leave_no_fds_readwrite() {
+    sigkill_clients(Engine::Readwrite);
+}
+
+#[test]
+fn sigkilled_clients_leave_no_fds_splice() {
+    sigkill_clients(Engine::Splice);
+}
+
+/// EMFILE: with RLIMIT_NOFILE = 16 and 40 clients, the server pauses accepting, burns no CPU
+/// while paused, and serves every client as fds free up.
+fn emfile(engine: Engine) {
+    use nix::sys::resource::{setrlimit, Resource};
+    let dir = tempdir();
+    let path = dir.path().join("emfile.sock");
+    let mut cmd = serve_cmd(&path, engine, &[]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| setrlimit(Resource::RLIMIT_NOFILE, 16, 16).map_err(std::io::Error::from));
+    }
+    let mut server = Server::start_cmd(&path, cmd, false);
+    let clients: Vec<UnixStream> = (0..40).map(|_| connect(&path)).collect();
+    server.wait_line(|l| l.contains("too many open files (EMFILE)"));
+    let accepted = count_accepted(&server.seen);
+    assert!(accepted >= 1 && accepted < 40, "accepted {accepted}");
+
+    let t0 = server.cpu_ticks();
+    thread::sleep(Duration::from_secs(1));
+    let t1 = server.cpu_ticks();
+    eprintln!(
+        "{engine:?}: {accepted} accepted at EMFILE; CPU over an idle second: {} ticks",
+        t1 - t0
+    );
+    assert!(
+        t1 - t0 <= 20,
+        "server burnt {} ticks in a second while out of fds",
+        t1 - t0
+    );
+
+    for (i, c) in clients.iter().enumerate() {
+        let msg = format!("client {i}\n");
+        let mut w = c;
+        w.write_all(msg.as_bytes()).unwrap();
+        if i < accepted {
+            let mut buf = vec![0u8; msg.len()];
+            (&*c).read_exact(&mut buf).unwrap();
+            assert_eq!(buf, msg.as_bytes());
+        }
+    }
+    // Finish them in order: each close frees an fd, which admits the next one from the backlog.
+    for (i, c) in clients.iter().enumerate() {
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        (&*c).read_to_end(&mut got).unwrap();
+        // The first `accepted` already read their echo above.
+        let want = if i < accepted {
+            String::new()
+        } else {
+            format!("client {i}\n")
+        };
+        assert_eq!(got, want.as_bytes(), "client {i}");
+    }
+    drop(clients);
+    assert!(server.is_running(), "the server survived EMFILE");
+    assert_eq!(roundtrip(&path, b"after", 9), b"after");
+    assert!(server
+        .terminate(nix::sys::signal::Signal::SIGTERM)
+        .success());
+}
+
+#[test]
+fn emfile_pauses_without_spinning_and_recovers_readwrite() {
+    emfile(Engine::Readwrite);
+}
+
+#[test]
+fn emfile_pauses_without_spinning_and_recovers_splice() {
+    emfile(Engine::Splice);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signals
+
+fn signal_cleanup(engine: Engine, sig: nix::sys::signal::Signal) {
+    let dir = tempdir();
+    let path = dir.path().join("sig.sock");
+    let mut server = Server::start(&path, engine, &[]);
+    // A client connected mid-stream when the signal arrives is closed, not left hanging.
+    let c = connect(&path);
+    (&c).write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    (&c).read_exact(&mut buf).unwrap();
+    assert!(server.terminate(sig).success(), "exit 0 on {sig}");
+    assert!(!path.exists(), "{sig} leaves no socket file");
+    let mut rest = Vec::new();
+    (&c).read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn sigterm_removes_socket_iterative() {
+    signal_cleanup(Engine::Iterative, nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn sigterm_removes_socket_readwrite() {
+    signal_cleanup(Engine::Readwrite, nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn sigterm_removes_socket_splice() {
+    signal_cleanup(Engine::Splice, nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn sigint_removes_socket_readwrite() {
+    signal_cleanup(Engine::Readwrite, nix::sys::signal::Signal::SIGINT);
+}
+
+#[test]
+fn sigterm_leaves_a_file_that_replaced_the_socket() {
+    let dir = tempdir();
+    let path = dir.path().join("swap.sock");
+    let mut server = Server::start(&path, Engine::Readwrite, &[]);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, b"not yours").unwrap();
+    assert!(server
+        .terminate(nix::sys::signal::Signal::SIGTERM)
+        .success());
+    assert_eq!(std::fs::read(&path).unwrap(), b"not yours");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Path safety
+
+fn refuses(path: &Path, why: &str) {
+    let (st, err) = udsim(&["serve", path.to_str().unwrap()]);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("udsim: cannot bind \""), "{err}");
+    assert!(err.contains(why), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn regular_file_at_path_survives() {
+    let dir = tempdir();
+    let path = dir.path().join("precious.txt");
+    std::fs::write(&path, b"precious").unwrap();
+    refuses(&path, "a regular file is already there");
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+}
+
+#[test]
+fn directory_at_path_survives() {
+    let dir = tempdir();
+    let path = dir.path().join("d");
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("inside"), b"x").unwrap();
+    refuses(&path, "a directory is already there");
+    assert_eq!(std::fs::read(path.join("inside")).unwrap(), b"x");
+}
+
+#[test]
+fn symlink_at_path_survives() {
+    let dir = tempdir();
+    let target = dir.path().join("target.txt");
+    std::fs::write(&target, b"t").unwrap();
+    let link = dir.path().join("link.sock");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    refuses(&link, "a symbolic link is already there");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), b"t");
+    // Also a symlink to a dead socket: the link is not a socket, so it stays.
+    let dead = dir.path().join("dead.sock");
+    drop(UnixListener::bind(&dead).unwrap());
+    let link2 = dir.path().join("link2.sock");
+    std::os::unix::fs::symlink(&dead, &link2).unwrap();
+    refuses(&link2, "a symbolic link is already there");
+    assert!(std::fs::symlink_metadata(&link2)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn live_server_at_path_is_left_alone() {
+    let dir = tempdir();
+    let path = dir.path().join("live.sock");
+    let _first = Server::start(&path, Engine::Readwrite, &["--quiet"]);
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    refuses(&path, "a server is already listening there");
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
+    assert_eq!(roundtrip(&path, b"still me", 2), b"still me");
+}
+
+#[test]
+fn dead_socket_at_path_is_taken_over() {
+    let dir = tempdir();
+    let path = dir.path().join("dead.sock");
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(std::fs::metadata(&path).unwrap().file_type().is_socket());
+    let mut server = Server::start(&path, Engine::Readwrite, &[]);
+    assert!(server
+        .seen
+        .iter()
+        .any(|l| l.starts_with("Removed dead socket")));
+    assert_eq!(roundtrip(&path, b"new owner", 3), b"new owner");
+    assert!(server
+        .terminate(nix::sys::signal::Signal::SIGTERM)
+        .success());
+    assert!(!path.exists());
+}
+
+#[test]
+fn socket_mode_is_0600_unless_mode_says_otherwise() {
+    let dir = tempdir();
+    let a = dir.path().join("a.sock");
+    let _sa = Server::start(&a, Engine::Readwrite, &[]);
+    assert_eq!(
+        std::fs::metadata(&a).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let b = dir.path().join("b.sock");
+    let _sb = Server::start(&b, Engine::Readwrite, &["--mode", "660"]);
+    assert_eq!(
+        std::fs::metadata(&b).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
+}
+
+#[test]
+fn allow_uid_rejects_unlisted_peers() {
+    let dir = tempdir();
+    let me = nix::unistd::getuid().as_raw();
+    let other = if me == 4242 { 4243 } else { 4242 };
+    let path = dir.path().join("uid.sock");
+    let mut server = Server::start(
+        &path,
+        Engine::Readwrite,
+        &["--allow-uid", &other.to_string()],
+    );
+    let (_, out, _) = run_client(&path, b"let me in\n", &[]);
+    assert!(out.is_empty(), "a rejected peer gets no echo");
+    let line = server.wait_line(|l| l.contains("rejected"));
+    assert!(line.contains(&format!("peer uid {me}")), "{line}");
+    // Listed uids get through.
+    let path2 = dir.path().join("uid2.sock");
+    let _ok = Server::start(
+        &path2,
+        Engine::Splice,
+        &[
+            "--allow-uid",
+            &other.to_string(),
+            "--allow-uid",
+            &me.to_string(),
+        ],
+    );
+    assert_eq!(roundtrip(&path2, b"welcome", 4), b"welcome");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: one line, exit 1 (runtime) or 2 (usage), never a panic
+
+#[test]
+fn client_without_server_says_enoent() {
+    let dir = tempdir();
+    let path = dir.path().join("nobody.sock");
+    let (st, out, err) = run_client(&path, b"x", &[]);
+    assert_eq!(st.code(), Some(1));
+    assert!(out.is_empty());
+    assert_eq!(
+        err,
+        format!("udsim: cannot connect to {path:?}: no such file or directory (ENOENT)\n")
+    );
+}
+
+#[test]
+fn client_to_dead_socket_says_econnrefused() {
+    let dir = tempdir();
+    let path = dir.path().join("x.sock");
+    drop(UnixListener::bind(&path).unwrap());
+    let (st, _, err) = run_client(&path, b"x", &[]);
+    assert_eq!(st.code(), Some(1));
+    assert_eq!(
+        err,
+        format!("udsim: cannot connect to {path:?}: connection refused (ECONNREFUSED)\n")
+    );
+}
+
+#[test]
+fn client_without_permission_says_eacces() {
+    let dir = tempdir();
+    let path = dir.path().join("private.sock");
+    let _server = Server::start(&path, Engine::Readwrite, &["--quiet"]);
+    let mut cmd = Command::new(BIN);
+    cmd.arg("client")
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if nix::unistd::getuid().is_root() {
+        // The directory is searchable by all, the 0600 socket is root's: nobody may not connect.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        cmd.uid(65534).gid(65534);
+    } else {
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let (st, _, err) = run_with_input(&mut cmd, b"x");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(st.code(), Some(1));
+    assert_eq!(
+        err,
+        format!("udsim: cannot connect to {path:?}: permission denied (EACCES)\n")
+    );
+}
+
+#[test]
+fn serve_in_missing_directory_says_enoent() {
+    let dir = tempdir();
+    let path = dir.path().join("missing").join("s.sock");
+    let (st, err) = udsim(&["serve", "--quiet", path.to_str().unwrap()]);
+    assert_eq!(st.code(), Some(1));
+    assert_eq!(
+        err,
+        format!("udsim: cannot bind {path:?}: no such file or directory (ENOENT)\n")
+    );
+}
+
+#[test]
+fn path_too_long_says_enametoolong() {
+    let long = format!("/tmp/{}.sock", "x".repeat(120));
+    for args in [vec!["serve", long.as_str()], vec!["client", long.as_str()]] {
+        let (st, err) = udsim(&args);
+        assert_eq!(st.code(), Some(1), "{err}");
+        assert!(
+            err.ends_with(": file name too long (ENAMETOOLONG)\n"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1);
+    }
+    assert!(!Path::new(&long).exists());
+}
+
+#[test]
+fn bad_arguments_exit_2_without_panicking() {
+    let bad: [&[&str]; 6] = [
+        &["serve"],
+        &["serve", "--max-clients", "0", "x.sock"],
+        &["serve", "--allow-uid", "root", "x.sock"],
+        &["serve", "--mode", "888", "x.sock"],
+        &["serve", "--iterative", "--engine", "splice", "x.sock"],
+        &["client"],
+    ];
+    for args in bad {
+        let (st, err) = udsim(args);
+        assert_eq!(st.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+    }
+    let (st, err) = udsim(&["serve", "--print", "--engine", "splice", "x.sock"]);
+    assert_eq!(st.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!Path::new("x.sock").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Property: random client workloads against the real server
+
+#[derive(Debug, Clone)]
+enum Ending {
+    /// Half-close after the last chunk and read the echo to EOF.
+    HalfClose,
+    /// Close abruptly after this many chunks, without reading everything.
+    Abort(usize),
+}
+
+#[derive(Debug, Clone)]
+struct Plan {
+    chunks: Vec<usize>,
+    ending: Ending,
+}
+
+fn plan() -> impl Strategy<Value = Plan> {
+    let chunks = prop::collection::vec(prop_oneof![1usize..64, 1usize..70_000], 0..8);
+    let ending = prop_oneof![
+        3 => Just(Ending::HalfClose),
+        1 => (0usize..8).prop_map(Ending::Abort),
+    ];
+    (chunks, ending).prop_map(|(chunks, ending)| Plan { chunks, ending })
+}
+
+fn run_plan(path: &Path, plan: &Plan, seed: u64) -> Result<(), TestCaseError> {
+    let total: usize = plan.chunks.iter().sum();
+    let data = random_bytes(total, seed);
+    let sock = connect(path);
+    match plan.ending {
+        Ending::HalfClose => {
+            let got = thread::scope(|s| {
+                let mut w = &sock;
+                let data = &data;
+                s.spawn(move || {
+                    let mut off = 0;
+                    for &n in &plan.chunks {
+                        w.write_all(&data[off..off + n]).expect("write");
+                        off += n;
+                    }
+                    w.shutdown(Shutdown::Write).expect("shutdown");
+                });
+                let mut got = Vec::new();
+                (&sock).read_to_end(&mut got).expect("read");
+                got
+            });
+            prop_assert_eq!(got.len(), data.len());
+            prop_assert!(got == data, "echo differs");
+        }
+        Ending::Abort(k) => {
+            let mut off = 0;
+            for &n in plan.chunks.iter().take(k) {
+                // Bounded so that an unread echo can never block this writer.
+                let n = n.min(16 * KIB);
+                (&sock).write_all(&data[off..off + n]).expect("write");
+                off += n;
+            }
+            drop(sock);
+        }
+    }
+    Ok(())
+}
+
+fn random_workloads(engine: Engine) {
+    let dir = tempdir();
+    let path = dir.path().join("prop.sock");
+    let mut server = Server::start(&path, engine, &["--quiet"]);
+    assert_eq!(roundtrip(&path, b"warm up", 1), b"warm up");
+    let baseline = server.fd_count();
+    let mut runner = TestRunner::new(PropConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..PropConfig::default()
+    });
+    let result = runner.run(
+        &(prop::collection::vec(plan(), 1..10), any::<u64>()),
+        |(plans, seed)| {
+            let results: Vec<Result<(), TestCaseError>> = thread::scope(|s| {
+                let handles: Vec<_> = plans
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        let path = &path;
+                        s.spawn(move || run_plan(path, p, seed ^ i as u64))
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for r in results {
+                r?;
+            }
+            Ok(())
+        },
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(server.is_running());
+    server.wait_fd_count(baseline);
+}
+
+#[test]
+fn random_workloads_iterative() {
+    random_workloads(Engine::Iterative);
+}
+
+#[test]
+fn random_workloads_readwrite() {
+    random_workloads(Engine::Readwrite);
+}
+
+#[test]
+fn random_workloads_splice() {
+    random_workloads(Engine::Splice);
+}
