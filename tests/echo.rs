@@ -544,6 +544,24 @@ fn two_hundred_clients_1mib_byte_exact_splice() {
     concurrent_exact(&path, 200, MIB);
 }
 
+/// A tiny buffer bound forces partial reads, partial writes and buffer compaction constantly.
+fn small_buffer(engine: Engine) {
+    let dir = tempdir();
+    let path = dir.path().join("small.sock");
+    let _server = Server::start(&path, engine, &["--buffer-size", "1500"]);
+    concurrent_exact(&path, 20, 256 * KIB);
+}
+
+#[test]
+fn small_buffer_bound_byte_exact_readwrite() {
+    small_buffer(Engine::Readwrite);
+}
+
+#[test]
+fn small_buffer_bound_byte_exact_splice() {
+    small_buffer(Engine::Splice);
+}
+
 /// The "done when": 100 concurrent `udsim client` processes each get back 512 KiB.
 fn client_processes(engine: Engine) {
     let dir = tempdir();
@@ -612,11 +630,20 @@ fn stalled_reader(engine: Engine) {
         written < 8 * MIB,
         "backpressure: the server took {written} bytes from a client that reads nothing"
     );
+    // Stalled means idle: a level-triggered loop that kept polling the stalled client's input
+    // would spin here.
+    let t0 = server.cpu_ticks();
+    thread::sleep(Duration::from_secs(1));
+    let idle_ticks = server.cpu_ticks() - t0;
+    assert!(
+        idle_ticks <= 20,
+        "server burnt {idle_ticks} ticks in a second with a stalled client"
+    );
 
     concurrent_exact(&path, 16, MIB);
     let rss_after = server.rss_kib();
     eprintln!(
-        "{engine:?}: stalled client wrote {written} bytes before blocking; server VmRSS {rss_before} KiB -> {rss_after} KiB"
+        "{engine:?}: stalled client wrote {written} bytes before blocking; server CPU {idle_ticks} ticks in the stalled second; VmRSS {rss_before} KiB -> {rss_after} KiB"
     );
     assert!(
         rss_after < rss_before + 16 * 1024,
