@@ -291,13 +291,19 @@ fn desired_interest<R: Relay>(conn: &Conn<R>) -> EpollFlags {
 /// A bounded number of fill/drain rounds; Ok(false) when the connection is done.
 fn serve_turns<R: Relay>(conn: &mut Conn<R>, tap: &mut Tap) -> Result<bool, Errno> {
     let fd = conn.sock.as_fd();
+    // After a short read the socket's queue was empty: skip reading for the rest of this event
+    // (saves an EAGAIN syscall per message; level-triggered epoll reports any later data).
+    let mut drained = false;
     for _ in 0..TURNS_PER_EVENT {
         let mut progress = false;
-        if !conn.eof && conn.relay.wants_read() {
+        if !conn.eof && !drained && conn.relay.wants_read() {
             match conn.relay.fill(fd, tap)? {
-                Fill::Got(_) => progress = true,
+                Fill::Got { short, .. } => {
+                    progress = true;
+                    drained = short;
+                }
                 Fill::Eof => conn.eof = true,
-                Fill::WouldBlock => {}
+                Fill::WouldBlock => drained = true,
             }
         }
         if conn.relay.pending() > 0 {

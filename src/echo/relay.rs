@@ -11,8 +11,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// The outcome of taking bytes in from the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fill {
-    /// This many bytes were taken in.
-    Got(usize),
+    /// `n` bytes were taken in; `short` when fewer than asked for, which for a stream socket
+    /// means its queue was (momentarily) empty, so another read now would only say EAGAIN.
+    Got { n: usize, short: bool },
     /// The client half-closed (or closed) its side.
     Eof,
     /// Nothing to take now.
@@ -86,6 +87,7 @@ impl Relay for BufferRelay {
             self.head = 0;
         }
         debug_assert!(self.tail < self.bound);
+        let asked = self.bound - self.tail;
         match recv(
             sock.as_raw_fd(),
             &mut self.buf[self.tail..],
@@ -95,7 +97,10 @@ impl Relay for BufferRelay {
             Ok(n) => {
                 tap.copy(&self.buf[self.tail..self.tail + n]);
                 self.tail += n;
-                Ok(Fill::Got(n))
+                Ok(Fill::Got {
+                    n,
+                    short: n < asked,
+                })
             }
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => Ok(Fill::WouldBlock),
             Err(e) => Err(e),

@@ -68,7 +68,7 @@ impl Relay for SpliceRelay {
             Ok(0) => Ok(Fill::Eof),
             Ok(n) => {
                 self.in_pipe += n;
-                Ok(Fill::Got(n))
+                Ok(Fill::Got { n, short: n < room })
             }
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => {
                 // Either the socket is empty or the pipe's buffers are all taken; with bytes in
