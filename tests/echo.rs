@@ -836,6 +836,37 @@ fn emfile(engine: Engine) {
         .success());
 }
 
+/// The iterative server with no fd to spare at all (RLIMIT_NOFILE 5: stdio, signalfd, listener)
+/// retries once a second instead of spinning, and still stops cleanly on SIGTERM.
+#[test]
+fn emfile_iterative_waits_without_spinning() {
+    use nix::sys::resource::{setrlimit, Resource};
+    let dir = tempdir();
+    let path = dir.path().join("emfile.sock");
+    let mut cmd = serve_cmd(&path, Engine::Iterative, &[]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| setrlimit(Resource::RLIMIT_NOFILE, 5, 5).map_err(std::io::Error::from));
+    }
+    let mut server = Server::start_cmd(&path, cmd, false);
+    let _client = connect(&path);
+    server.wait_line(|l| l.contains("too many open files (EMFILE)"));
+    let t0 = server.cpu_ticks();
+    thread::sleep(Duration::from_secs(1));
+    let ticks = server.cpu_ticks() - t0;
+    assert!(
+        ticks <= 20,
+        "server burnt {ticks} ticks in a second while out of fds"
+    );
+    assert!(server
+        .terminate(nix::sys::signal::Signal::SIGTERM)
+        .success());
+    assert!(!path.exists());
+    let lines = server.rest_of_stderr();
+    let warnings = lines.iter().filter(|l| l.contains("EMFILE")).count();
+    assert_eq!(warnings, 1, "warned once: {lines:?}");
+}
+
 #[test]
 fn emfile_pauses_without_spinning_and_recovers_readwrite() {
     emfile(Engine::Readwrite);

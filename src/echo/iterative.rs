@@ -61,6 +61,8 @@ pub fn run(
     let mut tap = Tap::new(cfg.print, status);
     let mut buf = vec![0u8; cfg.buffer];
     let poll_err = |e| EchoError::sys_nopath("poll failed", e);
+    // An accept failure was reported and no accept has succeeded since (warn once).
+    let mut warned = false;
     loop {
         status.line(format_args!("Waiting to accept a connection..."));
         let raw = loop {
@@ -77,10 +79,13 @@ pub fn run(
                 Err(Errno::EAGAIN) | Err(Errno::EINTR) | Err(Errno::ECONNABORTED) => {}
                 Err(e) => {
                     // EMFILE and friends: wait a second (watching the signals), then retry.
-                    status.warn(format_args!(
-                        "accept failed: {}; retrying in a second",
-                        describe(e)
-                    ));
+                    if !warned {
+                        warned = true;
+                        status.warn(format_args!(
+                            "accept failed: {}; retrying every second",
+                            describe(e)
+                        ));
+                    }
                     if let Woke::Signal(sig) = wait(
                         signals,
                         PollFlags::POLLIN,
@@ -96,6 +101,7 @@ pub fn run(
         };
         // SAFETY: accept4 just returned this fd, and nothing else owns it.
         let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+        warned = false;
         status.line(format_args!("Accepted socket fd = {raw}"));
         if !super::peer_allowed(&sock, &cfg.allow_uids, status) {
             continue;

@@ -181,15 +181,26 @@ fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
     // Stop accepting (the engines have already closed their clients), then remove our file.
     let path::Listener { fd, bound } = listener;
     drop(fd);
-    if let Err(e) = bound.remove_if_ours() {
-        status.warn(format_args!(
-            "cannot remove {:?}: {}",
-            bound.path(),
-            describe(e)
+    let removed = match bound.remove_if_ours() {
+        Ok(removed) => removed,
+        Err(e) => {
+            status.warn(format_args!(
+                "cannot remove {:?}: {}",
+                bound.path(),
+                describe(e)
+            ));
+            false
+        }
+    };
+    let sig = served?;
+    if removed {
+        status.line(format_args!("Received {sig}; socket removed, exiting"));
+    } else {
+        status.line(format_args!(
+            "Received {sig}; {:?} is no longer the socket this server bound, left alone; exiting",
+            bound.path()
         ));
     }
-    let sig = served?;
-    status.line(format_args!("Received {sig}; socket removed, exiting"));
     Ok(())
 }
 
