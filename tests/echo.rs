@@ -1095,15 +1095,26 @@ fn client_without_permission_says_eacces() {
     let dir = tempdir();
     let path = dir.path().join("private.sock");
     let _server = Server::start(&path, Engine::Readwrite, &["--quiet"]);
-    let mut cmd = Command::new(BIN);
+    let root = nix::unistd::getuid().is_root();
+    let bin = if root {
+        // As root, run the client as nobody: the directory is searchable by all, the 0600 socket
+        // is root's. A copy of the binary in that directory is executable by nobody wherever
+        // the build tree lives.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.path().join("udsim");
+        std::fs::copy(BIN, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    } else {
+        Path::new(BIN).to_path_buf()
+    };
+    let mut cmd = Command::new(bin);
     cmd.arg("client")
         .arg(&path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if nix::unistd::getuid().is_root() {
-        // The directory is searchable by all, the 0600 socket is root's: nobody may not connect.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    if root {
         cmd.uid(65534).gid(65534);
     } else {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o000)).unwrap();
