@@ -126,3 +126,92 @@ impl Relay for BufferRelay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::echo::splice::SpliceRelay;
+    use crate::echo::status::Status;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    /// `backpressure`: a relay takes at most `bound` bytes, then stops asking to read; after the
+    /// peer reads the echo, every byte comes back in order (`bytes_in = bytes_out + pending`).
+    fn bounded_and_exact<R: Relay>() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        client.set_nonblocking(true).unwrap();
+        server.set_nonblocking(true).unwrap();
+        let bound = 16 * 1024;
+        let mut relay = R::create(bound).unwrap();
+        let mut tap = Tap::new(false, Status::new(true));
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut sent = client.write(&data).unwrap();
+        let (mut taken, mut echoed) = (0, Vec::new());
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let mut progress = false;
+            while relay.wants_read() {
+                match relay.fill(server.as_fd(), &mut tap).unwrap() {
+                    Fill::Got { n, .. } => {
+                        taken += n;
+                        progress = true;
+                    }
+                    Fill::Eof | Fill::WouldBlock => break,
+                }
+            }
+            assert!(
+                relay.pending() <= bound,
+                "pending {} over the bound",
+                relay.pending()
+            );
+            assert_eq!(taken, echoed.len() + relay.pending() + in_flight(&client));
+            if let Drain::Sent(n) = relay.drain(server.as_fd()).unwrap() {
+                progress |= n > 0;
+            }
+            match client.read(&mut buf) {
+                Ok(n) => {
+                    echoed.extend_from_slice(&buf[..n]);
+                    progress |= n > 0;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+            if sent < data.len() {
+                if let Ok(n) = client.write(&data[sent..]) {
+                    sent += n;
+                    progress |= n > 0;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        assert_eq!(echoed, data);
+    }
+
+    /// Bytes the relay sent that the client has not read yet (its receive queue, SIOCINQ).
+    fn in_flight(client: &UnixStream) -> usize {
+        let mut n: nix::libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer.
+        let rc = unsafe {
+            nix::libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(client),
+                nix::libc::FIONREAD,
+                &mut n,
+            )
+        };
+        assert_eq!(rc, 0);
+        n as usize
+    }
+
+    #[test]
+    fn buffer_relay_is_bounded_and_exact() {
+        bounded_and_exact::<BufferRelay>();
+    }
+
+    #[test]
+    fn splice_relay_is_bounded_and_exact() {
+        bounded_and_exact::<SpliceRelay>();
+    }
+}
