@@ -22,6 +22,11 @@ pub struct Namespace {
     files: HashMap<Vec<u8>, SockId>,
 }
 
+/// Longest path name, NUL included (Linux PATH_MAX).
+const PATH_MAX: usize = 4096;
+/// Longest path component (NAME_MAX of the filesystems a temp directory lives on: ext4, tmpfs, xfs, btrfs).
+const NAME_MAX: usize = 255;
+
 /// The filesystem path a script address names: its bytes up to the first NUL (`unix_mkname_bsd`).
 pub fn fs_path(addr: &[u8]) -> &[u8] {
     addr.split(|&b| b == 0).next().unwrap_or(&[])
@@ -32,7 +37,14 @@ impl Namespace {
     /// exist is ENOENT; rule `path_through_socket_is_enotdir`: through a socket file, ENOTDIR. `create` is
     /// bind's way (mknod): rule `create_finds_name_before_trailing_slash` — an existing last component is found
     /// (EADDRINUSE follows) even with a trailing slash, where a lookup says ENOTDIR.
+    ///
+    /// rule `path_over_path_max_is_enametoolong`: a path of PATH_MAX bytes or more (with its NUL) is refused
+    /// before the walk; rule `component_over_name_max_is_enametoolong`: a component over NAME_MAX is refused
+    /// when the walk reaches it (a missing directory before it wins).
     pub fn lookup(&self, path: &[u8], create: bool) -> Result<(Lookup, Vec<u8>), Errno> {
+        if path.len() + 1 > PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
         let trailing_slash = path.last() == Some(&b'/');
         let comps: Vec<&[u8]> = path
             .split(|&b| b == b'/')
@@ -42,14 +54,16 @@ impl Namespace {
             return Err(Errno::ENOENT);
         };
         for d in dirs {
-            if *d == b"." {
-                continue;
+            if d.len() > NAME_MAX {
+                return Err(Errno::ENAMETOOLONG);
             }
-            return Err(if self.files.contains_key(*d) {
-                Errno::ENOTDIR
-            } else {
-                Errno::ENOENT
-            });
+            if *d != b"." {
+                let found = self.files.contains_key(*d);
+                return Err(if found { Errno::ENOTDIR } else { Errno::ENOENT });
+            }
+        }
+        if last.len() > NAME_MAX {
+            return Err(Errno::ENAMETOOLONG);
         }
         if *last == b"." {
             return Ok((Lookup::Dir, Vec::new()));
