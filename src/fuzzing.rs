@@ -242,16 +242,13 @@ fn call_orderings_with(data: &[u8], let_known_pass: bool) {
 /// regression test `open_regressions_still_fail` says when).
 pub fn known_open(run: &crate::check::Run) -> Option<&'static str> {
     let d = run.divergence()?;
-    let call = &run.steps.get(d.step)?.line.call;
-    match (call, &d.kernel) {
-        // Linux: a path of PATH_MAX (4096) bytes or more, or one reaching a component over NAME_MAX (255) bytes,
-        // is ENAMETOOLONG; the model answers ENOENT (rules unlink_missing_is_enoent, unlink_path_lookup).
-        (Call::Unlink(p), Outcome::Err(Errno::ENAMETOOLONG)) => {
-            let path = crate::model::namespace::fs_path(p);
-            let long_part = path.split(|&b| b == b'/').any(|c| c.len() > 255);
-            (path.len() >= 4096 || long_part)
-                .then_some("fuzz/regressions/call_orderings/open-unlink-name-over-name-max.uds")
-        }
+    #[allow(clippy::match_single_binding)] // no divergence is open at the moment
+    match (&run.steps.get(d.step)?.line.call, &d.kernel) {
+        // One arm per open input, matching its first divergence, e.g. (the first one found, fixed since and now
+        // `fuzz/regressions/call_orderings/unlink-name-over-name-max.uds`):
+        // (Call::Unlink(p), Outcome::Err(Errno::ENAMETOOLONG)) if p.len() > 255 => {
+        //     Some("fuzz/regressions/call_orderings/open-unlink-name-over-name-max.uds")
+        // }
         _ => None,
     }
 }
