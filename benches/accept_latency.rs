@@ -3,9 +3,9 @@
 //!
 //! - `accept_connect/<server>`: the server runs with status lines on (udsim without `--quiet`, the
 //!   peers with the same "Accepted socket fd = N" line written right after accept returns); the
-//!   time is connect → that line read from the server's stderr pipe. Every server pays the same
-//!   line, so the figures compare; each is an upper bound on accept's own return by one pipe
-//!   write and wake-up.
+//!   time is connect → the line's first piece (one write(2)) arriving on the server's stderr
+//!   pipe. Every server writes the line the same way, so the figures compare; each is an upper
+//!   bound on accept's own return by one pipe write and wake-up.
 //! - `accept_first_byte/<server>`: quiet servers; connect, send one byte, read its echo.
 //!
 //! Servers: `std_iterative` (a blocking std accept loop serving one client at a time), `tokio`,
@@ -52,8 +52,7 @@ fn one(server: &mut Server, addr: &UnixAddr, first_byte: bool) -> Duration {
         assert_eq!(&b, b"x", "wrong echo");
         t0.elapsed()
     } else {
-        server.wait_accepted();
-        t0.elapsed()
+        server.wait_accepted() - t0
     };
     drop(s);
     t

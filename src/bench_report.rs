@@ -534,9 +534,10 @@ fn echo_targets(d: &Data, group: &str, t: &mut Targets) {
             (Some(u), Some((b, who))) => t.add(
                 u / b >= 1.3,
                 format!(
-                    "pipelined 64 KiB: udsim splice {} = {:.2}× the best peer ({who}, {}) (target ≥ 1.3×; {})",
+                    "pipelined 64 KiB: udsim splice {} = {:.2}× the best peer ({}, {}) (target ≥ 1.3×; {})",
                     fmt_bytes_rate(u),
                     u / b,
+                    who.replace('_', " "),
                     fmt_bytes_rate(b),
                     place(group)
                 ),
@@ -622,8 +623,9 @@ fn accept_section(d: &Data, out: &mut String, t: &mut Targets) {
     let _ = writeln!(
         out,
         "\nconnect → accept: each server writes \"Accepted socket fd = N\" to a stderr pipe right after \
-         accept returns, and the client times connect → that line (the same pipe write and wake-up for \
-         every server). conn/s: whole cycles (socket, connect, wait, close) per second of wall time.\n"
+         accept returns (in pieces, one write(2) each, as udsim's status lines are written), and the \
+         client times connect → the line's first piece arriving: the same pipe write and wake-up for \
+         every server. conn/s: whole cycles (socket, connect, wait, close) per second of wall time.\n"
     );
     let p50 = |s: &str| {
         d.latency("accept_connect", s)

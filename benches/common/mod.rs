@@ -8,7 +8,7 @@ use criterion::Criterion;
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
@@ -381,7 +381,9 @@ pub struct Server {
     pub kind: Kind,
     child: Child,
     /// Piped stderr when the server announces its accepts.
-    stderr: Option<BufReader<ChildStderr>>,
+    stderr: Option<ChildStderr>,
+    /// Bytes read from `stderr` and not yet consumed as a line.
+    pending: Vec<u8>,
     path: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -453,11 +455,12 @@ impl Server {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", kind.id()));
-        let stderr = child.stderr.take().map(BufReader::new);
+        let stderr = child.stderr.take();
         let mut server = Server {
             kind,
             child,
             stderr,
+            pending: Vec::new(),
             path,
             _dir: dir,
         };
@@ -492,21 +495,39 @@ impl Server {
         }
     }
 
-    /// Reads the server's stderr up to the next "Accepted socket fd" line.
-    pub fn wait_accepted(&mut self) {
+    /// Reads the server's stderr up to the next "Accepted socket fd" line. Returns the instant
+    /// the line's first piece arrived: a status line is written in pieces (`Accepted socket fd = `,
+    /// the number, the newline, one write(2) each), and each write wakes this reader, so the
+    /// first piece marks accept's return and the rest is read after the clock has stopped.
+    pub fn wait_accepted(&mut self) -> Instant {
+        const MARK: &[u8] = b"Accepted socket fd";
         let kind = self.kind.id();
         let r = self
             .stderr
             .as_mut()
             .expect("server started without announce");
-        let mut line = String::new();
+        let mut seen: Option<Instant> = None;
+        let mut chunk = [0u8; 512];
         loop {
-            line.clear();
-            match r.read_line(&mut line) {
+            // A whole line in the buffer: consume it; done if it was the accept line.
+            if let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=nl).collect();
+                if line.starts_with(MARK) {
+                    return seen.unwrap_or_else(Instant::now);
+                }
+                continue;
+            }
+            let n = match r.read(&mut chunk) {
                 Ok(0) => panic!("{kind} closed its stderr"),
-                Ok(_) if line.starts_with("Accepted socket fd") => return,
-                Ok(_) => {}
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => panic!("{kind}: reading stderr: {e}"),
+            };
+            let now = Instant::now();
+            self.pending.extend_from_slice(&chunk[..n]);
+            // The accept line has begun: its first piece is in, possibly after earlier lines.
+            if seen.is_none() && self.pending.windows(MARK.len()).any(|w| w == MARK) {
+                seen = Some(now);
             }
         }
     }
