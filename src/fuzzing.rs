@@ -343,6 +343,8 @@ pub fn model_only(data: &[u8]) {
 pub struct Invariants {
     params: Params,
     model: Model,
+    /// A second model taking the same steps (determinism).
+    twin: Model,
     /// Sockets in the model's arena (socket() and every successful connect (its embryo) add one).
     count: usize,
     created: usize,
@@ -363,6 +365,7 @@ impl Invariants {
     pub fn new(params: Params) -> Invariants {
         Invariants {
             model: Model::new(params.clone()),
+            twin: Model::new(params.clone()),
             params,
             count: 0,
             created: 0,
@@ -409,16 +412,19 @@ impl Invariants {
     pub fn step(&mut self, call: &Call, new_name: &str) -> Result<(), String> {
         self.steps += 1;
         let subject = call.subject().and_then(|s| self.id_of(s));
-        let before = self.model.clone();
-        let queued_before: Vec<usize> = (0..self.count).map(|i| queued(before.sock(i))).collect();
-        let released_before: Vec<bool> = (0..self.count).map(|i| before.sock(i).released).collect();
+        let queued_before: Vec<usize> = (0..self.count)
+            .map(|i| queued(self.model.sock(i)))
+            .collect();
+        let released_before: Vec<bool> = (0..self.count)
+            .map(|i| self.model.sock(i).released)
+            .collect();
         let p = self
             .model
             .step(call, new_name)
             .map_err(|e| format!("model error: {e}"))?;
-        // outcomes_fit_calls: deterministic.
-        let mut twin = before.clone();
-        let p2 = twin
+        // outcomes_fit_calls: deterministic (a twin model takes the same steps).
+        let p2 = self
+            .twin
             .step(call, new_name)
             .map_err(|e| format!("model error: {e}"))?;
         if p != p2 {
