@@ -192,6 +192,21 @@ pub fn check_script(ck: &mut Checker, script: &Script, let_known_pass: bool) -> 
     if !run.model_diverged() || (let_known_pass && known_open(&run).is_some()) {
         return Ok(());
     }
+    // A divergence counts only if it reproduces: abstract socket names are shared by every process in the
+    // network namespace, so a parallel fuzzing process (or test) holding the same name can make a bind
+    // EADDRINUSE (or a connect succeed) once. The kernel's outcome is otherwise a function of the script.
+    let again = ck
+        .run(script, Options::default())
+        .map_err(|e| format!("checker error: {e}"))?;
+    if !again.model_diverged()
+        || again.divergence().map(|d| d.step) != run.divergence().map(|d| d.step)
+    {
+        eprintln!(
+            "udsim: a divergence did not reproduce (an abstract name held by another process?); skipped:\n{}",
+            crate::check::describe(&run)
+        );
+        return Ok(());
+    }
     let minimal = match crate::shrink::shrink(ck, script) {
         Ok(Some(m)) => m,
         _ => script.clone(),
