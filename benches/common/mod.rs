@@ -192,6 +192,11 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Writes a JSON file under criterion's directory (`rel` is relative to it).
+pub fn write_side_file(rel: &str, v: &serde_json::Value) {
+    write_json(&criterion_home().join(rel), v);
+}
+
 /// Records this run of a bench target: placement, machine, load, start time, and the groups it
 /// owns (so the report can tell a figure of this run from a stale one).
 pub fn write_meta(bench: &str, groups: &[&str], p: &Placement, extra: serde_json::Value) {
