@@ -244,8 +244,7 @@ pub fn call_orderings_strict(data: &[u8]) {
 fn call_orderings_with(data: &[u8], let_known_pass: bool) {
     ignore_sigpipe();
     with_checker(|ck| {
-        let params = ck.params().clone();
-        let Some(script) = decode(data, &params, CALL_ORDERINGS_MAX_OPS) else {
+        let Some(script) = decode(data, ck.params(), CALL_ORDERINGS_MAX_OPS) else {
             return Ok(());
         };
         check_script(ck, &script, let_known_pass)
