@@ -154,6 +154,18 @@ const BAD: &[(&str, usize, usize, &str)] = &[
 ];
 
 #[test]
+fn a_script_cannot_spell_gigabytes() {
+    // Each value is within its own limit; the script's total is not (found by the script_parser fuzz target).
+    let mut text = String::from("socket(STREAM)\n");
+    for _ in 0..5 {
+        text.push_str("write(s0, \"x\" * 67108864)\n");
+    }
+    let e = parse(&text).expect_err("too much data");
+    assert_eq!((e.line, e.col), (6, 1), "{e}");
+    assert!(e.msg.contains("bytes of data in all"), "{e}");
+}
+
+#[test]
 fn malformed_scripts_name_line_and_column() {
     for (text, line, col, words) in BAD {
         let e = parse(text).expect_err(text);

@@ -5,6 +5,8 @@ use std::fmt;
 
 /// Largest DATA value a script may spell (`"x" * N`), so a typo cannot exhaust memory.
 pub const MAX_DATA: usize = 64 << 20;
+/// Most DATA bytes a whole script may spell, so a short script cannot ask for gigabytes.
+pub const MAX_SCRIPT_DATA: usize = 256 << 20;
 /// Largest `read` size.
 pub const MAX_READ: usize = 16 << 20;
 /// Largest ADDR / PATH literal.
@@ -31,6 +33,7 @@ impl std::error::Error for ParseError {}
 pub fn parse(text: &str) -> Result<Script, ParseError> {
     let mut lines = Vec::new();
     let mut known: std::collections::HashSet<String> = Default::default();
+    let mut total = 0usize;
     for (i, raw) in text.split('\n').enumerate() {
         let mut p = LineParser {
             s: raw.as_bytes(),
@@ -38,6 +41,16 @@ pub fn parse(text: &str) -> Result<Script, ParseError> {
             line: i + 1,
         };
         if let Some(line) = p.line()? {
+            total += data_len(&line);
+            if total > MAX_SCRIPT_DATA {
+                return Err(ParseError {
+                    line: i + 1,
+                    col: 1,
+                    msg: format!(
+                        "the script spells more than {MAX_SCRIPT_DATA} bytes of data in all"
+                    ),
+                });
+            }
             if let Some(subject) = line.call.subject() {
                 if !known.contains(subject) && !is_auto_name(subject) {
                     return Err(ParseError {
@@ -56,6 +69,19 @@ pub fn parse(text: &str) -> Result<Script, ParseError> {
         }
     }
     Ok(Script { lines })
+}
+
+/// DATA bytes a line holds (written data and an expected read result).
+fn data_len(l: &Line) -> usize {
+    let call = match &l.call {
+        Call::Write(_, d) => d.len(),
+        _ => 0,
+    };
+    let result = match &l.expect {
+        Some(Expect::Is(Outcome::Data(d))) => d.len(),
+        _ => 0,
+    };
+    call + result
 }
 
 /// `s0`, `s1`, …: names the checker gives creating calls that have no result written.
