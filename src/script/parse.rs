@@ -279,8 +279,9 @@ impl LineParser<'_> {
                 self.pos = start;
                 return self.err(format!("{what} longer than {max} bytes"));
             }
-            for _ in 0..reps {
-                out.extend_from_slice(&lit);
+            match lit.as_slice() {
+                [b] => out.resize(out.len() + reps, *b),
+                _ => out.extend_from_slice(&lit.repeat(reps)),
             }
             if !self.eat("+") {
                 return Ok(out);
