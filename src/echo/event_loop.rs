@@ -28,8 +28,9 @@ const SIGNALS: u64 = 1;
 const FIRST_CONN: u64 = 2;
 /// Rounds of fill+drain per readiness event (`fair_turns`).
 const TURNS_PER_EVENT: usize = 4;
-/// Accepts per listener event, so a connection storm cannot starve established clients.
-const ACCEPTS_PER_EVENT: usize = 64;
+/// Accept attempts per listener event that fail with a transient error (EINTR, ECONNABORTED,
+/// EPROTO) before the loop goes back to `epoll_wait`.
+const ACCEPT_RETRIES: usize = 8;
 /// While accept is paused for lack of fds, retry this often even if no connection closes.
 const FD_RETRY_MS: u16 = 1000;
 
@@ -161,8 +162,12 @@ impl<R: Relay> Server<'_, R> {
         self.cfg.max_clients.is_some_and(|max| self.live >= max)
     }
 
+    /// At most one connection per listener event (`fair_turns`): after a successful accept the
+    /// loop goes back to `epoll_wait`, which, level-triggered, reports the listener again at once
+    /// while its backlog is not empty. Probing until EAGAIN instead would cost every sporadic
+    /// connection an extra `accept4`, and a storm is interleaved with established clients' events.
     fn accept_batch(&mut self) {
-        for _ in 0..ACCEPTS_PER_EVENT {
+        for _ in 0..ACCEPT_RETRIES {
             if self.at_limit() {
                 self.pause_accepts(Pause::MaxClients);
                 return;
@@ -192,12 +197,12 @@ impl<R: Relay> Server<'_, R> {
             let sock = unsafe { OwnedFd::from_raw_fd(raw) };
             self.fd_warned = false;
             self.status.line(format_args!("Accepted socket fd = {raw}"));
-            if !super::peer_allowed(&sock, &self.cfg.allow_uids, self.status) {
-                continue;
+            if super::peer_allowed(&sock, &self.cfg.allow_uids, self.status) {
+                if let Some(relay) = self.spare.take() {
+                    self.register(sock, relay);
+                }
             }
-            if let Some(relay) = self.spare.take() {
-                self.register(sock, relay);
-            }
+            return;
         }
     }
 
