@@ -182,7 +182,7 @@ impl LineParser<'_> {
     fn integer(&mut self) -> R<i64> {
         self.skip_ws();
         let start = self.pos;
-        if self.peek() == Some(b'-') {
+        if matches!(self.peek(), Some(b'-' | b'+')) {
             self.pos += 1;
         }
         while matches!(self.peek(), Some(b'0'..=b'9')) {
