@@ -709,10 +709,11 @@ pub fn maybe_run_peer() {
     std::process::exit(0);
 }
 
+/// The accept line, written as udsim writes its status lines: formatted first, then one write(2).
 fn announce_accept(announce: bool, fd: i32) {
     if announce {
-        let mut e = std::io::stderr().lock();
-        let _ = writeln!(e, "Accepted socket fd = {fd}");
+        let line = format!("Accepted socket fd = {fd}\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
 

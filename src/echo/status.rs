@@ -1,6 +1,6 @@
 //! Status lines on stderr (the seed's words), silenced by `--quiet`; warnings are never silenced.
 
-use std::fmt::Arguments;
+use std::fmt::{Arguments, Write as _};
 use std::io::Write;
 
 /// Where status and warning lines go.
@@ -33,8 +33,10 @@ impl Status {
     }
 }
 
-/// Writes one line to stderr; a failing stderr is ignored rather than allowed to panic.
+/// Writes one line to stderr with one write(2) (formatted first, so a reader of the pipe is woken
+/// once per line, not once per piece); a failing stderr is ignored rather than allowed to panic.
 fn emit(args: Arguments<'_>, prefix: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{prefix}{args}");
+    let mut line = String::with_capacity(64);
+    let _ = writeln!(line, "{prefix}{args}");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
