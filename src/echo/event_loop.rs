@@ -114,9 +114,15 @@ pub fn run<R: Relay>(
         if n == 0 && server.pause == Some(Pause::NoFds) {
             server.resume();
         }
+        // The listener first: a waiting connect is served before the batch's other work (such
+        // as closing a connection whose client has gone), which would otherwise sit between the
+        // connect and its accept. At most one accept per batch, so this stays bounded.
+        if events[..n].iter().any(|ev| ev.data() == LISTENER) {
+            server.accept_batch();
+        }
         for ev in &events[..n] {
             match ev.data() {
-                LISTENER => server.accept_batch(),
+                LISTENER => {}
                 SIGNALS => {
                     if let Some(sig) = signals.take() {
                         return Ok(sig);
@@ -222,6 +228,19 @@ impl<R: Relay> Server<'_, R> {
     }
 
     fn register(&mut self, sock: OwnedFd, relay: R) {
+        let mut conn = Conn {
+            relay,
+            sock,
+            eof: false,
+            interest: EpollFlags::empty(),
+        };
+        // Read-after-accept, before the socket is polled: a client that connects and writes has
+        // usually queued its first bytes already, so serve it now instead of after another
+        // `epoll_wait` round (nothing there costs one recv, EAGAIN); a client that is already
+        // done (EOF, echo sent; or an error) is closed without ever entering the epoll set.
+        if !serve_turns(&mut conn, &mut self.tap).unwrap_or_default() {
+            return;
+        }
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -229,23 +248,19 @@ impl<R: Relay> Server<'_, R> {
                 self.conns.len() - 1
             }
         };
-        let interest = EpollFlags::EPOLLIN;
+        let interest = desired_interest(&conn);
         let ev = EpollEvent::new(interest, slot as u64 + FIRST_CONN);
-        if let Err(e) = self.epoll.add(&sock, ev) {
+        if let Err(e) = self.epoll.add(&conn.sock, ev) {
             self.status.warn(format_args!(
                 "cannot poll socket fd {}: {}; closing it",
-                sock.as_raw_fd(),
+                conn.sock.as_raw_fd(),
                 describe(e)
             ));
             self.free.push(slot);
             return;
         }
-        self.conns[slot] = Some(Conn {
-            sock,
-            relay,
-            eof: false,
-            interest,
-        });
+        conn.interest = interest;
+        self.conns[slot] = Some(conn);
         self.live += 1;
     }
 
