@@ -36,7 +36,8 @@ pub const DEFAULT_BUFFER: usize = 64 * 1024;
 pub enum Engine {
     /// recv(2) into a per-connection buffer, send(2) back.
     Readwrite,
-    /// splice(2) socket → pipe → socket; bytes never enter user space.
+    /// splice(2) socket → pipe → socket, zero-copy for large messages; small ones (under
+    /// 16 KiB a read) are copied with recv(2)/send(2), which is faster for them.
     Splice,
 }
 

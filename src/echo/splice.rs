@@ -1,5 +1,6 @@
 //! The zero-copy engine: per connection a pipe; splice(2) moves client bytes socket → pipe and
-//! pipe → socket, so echoed bytes never cross into user space.
+//! pipe → socket, so large echoed transfers never cross into user space (small messages are
+//! copied, see "hybrid" below).
 //!
 //! Backpressure is the same as the read/write engine's: at most `bound` bytes in the pipe
 //! (`pending`), and no reading from the client while they wait. One subtlety: a pipe holds a
