@@ -66,7 +66,9 @@ struct Server<'a, R: Relay> {
     pause: Option<Pause>,
     /// An out-of-fds warning was printed and no accept has succeeded since (warn once).
     fd_warned: bool,
-    /// A relay made before accept, so a failure to make one (EMFILE) never drops a client.
+    /// A relay made before accept, so a failure to make one (EMFILE) never drops a client: a
+    /// closed connection's relay when it can be recycled, else made after a batch of events
+    /// (outside the connect → accept path), or right before accept4 if there is none.
     spare: Option<R>,
 }
 
@@ -132,6 +134,7 @@ pub fn run<R: Relay>(
             }
         }
         server.free.append(&mut server.freed);
+        server.ensure_spare();
     }
 }
 
@@ -161,6 +164,23 @@ impl<R: Relay> Server<'_, R> {
     fn resume(&mut self) {
         if self.pause.take().is_some() {
             self.set_listening(true);
+        }
+    }
+
+    /// A spare relay for the next accept, made now rather than when a client is waiting.
+    fn ensure_spare(&mut self) {
+        if self.spare.is_none() && self.pause.is_none() {
+            match R::create(self.cfg.buffer) {
+                Ok(r) => self.spare = Some(r),
+                Err(e) => self.out_of_fds("cannot create a pipe for the next client", e),
+            }
+        }
+    }
+
+    /// A closed connection's relay becomes the spare if it can be reused; otherwise it is dropped.
+    fn retire(&mut self, mut relay: R) {
+        if self.spare.is_none() && relay.recycle() {
+            self.spare = Some(relay);
         }
     }
 
@@ -239,6 +259,7 @@ impl<R: Relay> Server<'_, R> {
         // `epoll_wait` round (nothing there costs one recv, EAGAIN); a client that is already
         // done (EOF, echo sent; or an error) is closed without ever entering the epoll set.
         if !serve_turns(&mut conn, &mut self.tap).unwrap_or_default() {
+            self.retire(conn.relay);
             return;
         }
         let slot = match self.free.pop() {
@@ -287,8 +308,11 @@ impl<R: Relay> Server<'_, R> {
 
     fn close(&mut self, slot: usize) {
         if let Some(conn) = self.conns[slot].take() {
-            // Closing the fd also removes it from the epoll set (no duplicates exist).
-            drop(conn);
+            // The relay goes first (closed, or kept as the spare), then the socket: closing its
+            // fd also removes it from the epoll set (no duplicates exist).
+            let Conn { relay, sock, .. } = conn;
+            self.retire(relay);
+            drop(sock);
             self.live -= 1;
             self.freed.push(slot);
             self.resume();

@@ -43,6 +43,9 @@ pub trait Relay: Sized {
     fn fill(&mut self, sock: BorrowedFd<'_>, tap: &mut Tap) -> Result<Fill, Errno>;
     /// Sends pending bytes back to the client socket.
     fn drain(&mut self, sock: BorrowedFd<'_>) -> Result<Drain, Errno>;
+    /// Makes the relay of a closed connection ready for the next one (saving `create`'s work:
+    /// a pipe, a buffer); false if it cannot be reused (bytes still pending).
+    fn recycle(&mut self) -> bool;
 }
 
 /// The read/write engine: a user-space buffer of `bound` bytes, allocated on first use.
@@ -124,6 +127,11 @@ impl Relay for BufferRelay {
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => Ok(Drain::WouldBlock),
             Err(e) => Err(e),
         }
+    }
+
+    fn recycle(&mut self) -> bool {
+        // The buffer is kept (no new allocation and zeroing for the next client).
+        self.head == self.tail
     }
 }
 

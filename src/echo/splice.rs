@@ -125,6 +125,18 @@ impl Relay for SpliceRelay {
             Err(e) => Err(e),
         }
     }
+
+    fn recycle(&mut self) -> bool {
+        // An empty pipe (and the copy buffer) serve the next client as they are; bytes left in
+        // the pipe would be echoed to the wrong client, so such a relay is closed instead.
+        if self.in_pipe != 0 || self.tail != self.head {
+            return false;
+        }
+        self.stalled = false;
+        self.large = false;
+        self.backoff = 0;
+        true
+    }
 }
 
 impl SpliceRelay {
