@@ -147,13 +147,34 @@ mod tests {
     /// `backpressure`: a relay takes at most `bound` bytes, then stops asking to read; after the
     /// peer reads the echo, every byte comes back in order (`bytes_in = bytes_out + pending`).
     fn bounded_and_exact<R: Relay>() {
+        let bound = 16 * 1024;
+        let mut relay = R::create(bound).unwrap();
+        echo_through(&mut relay, bound, 0);
+        // Recycled for a second client: an emptied relay serves it from a clean state.
+        assert!(relay.recycle(), "an empty relay can be recycled");
+        echo_through(&mut relay, bound, 7);
+    }
+
+    /// A relay with bytes still pending is not recycled (they belong to the old client).
+    fn pending_is_not_recycled<R: Relay>() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut relay = R::create(16 * 1024).unwrap();
+        let mut tap = Tap::new(false, Status::new(true));
+        client.write_all(b"left behind").unwrap();
+        assert!(matches!(
+            relay.fill(server.as_fd(), &mut tap).unwrap(),
+            Fill::Got { n: 11, .. }
+        ));
+        assert!(!relay.recycle());
+    }
+
+    fn echo_through<R: Relay>(relay: &mut R, bound: usize, seed: u32) {
         let (mut client, server) = UnixStream::pair().unwrap();
         client.set_nonblocking(true).unwrap();
         server.set_nonblocking(true).unwrap();
-        let bound = 16 * 1024;
-        let mut relay = R::create(bound).unwrap();
         let mut tap = Tap::new(false, Status::new(true));
-        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..100_000u32).map(|i| ((i + seed) % 251) as u8).collect();
         let mut sent = client.write(&data).unwrap();
         let (mut taken, mut echoed) = (0, Vec::new());
         let mut buf = vec![0u8; 8192];
@@ -221,5 +242,11 @@ mod tests {
     #[test]
     fn splice_relay_is_bounded_and_exact() {
         bounded_and_exact::<SpliceRelay>();
+    }
+
+    #[test]
+    fn relays_with_pending_bytes_are_not_recycled() {
+        pending_is_not_recycled::<BufferRelay>();
+        pending_is_not_recycled::<SpliceRelay>();
     }
 }
