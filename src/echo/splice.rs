@@ -34,6 +34,8 @@ const SPLICE_MIN: usize = 16 * 1024;
 const SPLICE_SURE: usize = 32 * 1024;
 /// Copy reads after a splice showed small messages, before splicing is tried again.
 const SMALL_BACKOFF: u32 = 16;
+/// The copy buffer's size at most (it is `bound` bytes when the bound is smaller).
+const COPY_MAX: usize = 64 * 1024;
 
 /// A pipe used as a connection's echo buffer.
 #[derive(Debug)]
@@ -43,8 +45,8 @@ pub struct SpliceRelay {
     bound: usize,
     in_pipe: usize,
     stalled: bool,
-    /// Copy buffer (allocated on first use, `bound` bytes); pending bytes are `buf[head..tail]`,
-    /// and only while the pipe is empty.
+    /// Copy buffer (allocated on first use, `copy_cap()` bytes); pending bytes are
+    /// `buf[head..tail]`, and only while the pipe is empty.
     buf: Vec<u8>,
     head: usize,
     tail: usize,
@@ -91,7 +93,7 @@ impl Relay for SpliceRelay {
     fn wants_read(&self) -> bool {
         if self.tail > self.head {
             // Copying: room left in the buffer.
-            self.tail < self.bound
+            self.tail < self.copy_cap()
         } else {
             self.in_pipe < self.bound && !self.stalled
         }
@@ -140,6 +142,10 @@ impl Relay for SpliceRelay {
 }
 
 impl SpliceRelay {
+    fn copy_cap(&self) -> usize {
+        self.bound.min(COPY_MAX)
+    }
+
     /// socket → pipe (zero-copy).
     fn fill_splice(&mut self, sock: BorrowedFd<'_>) -> Result<Fill, Errno> {
         let room = self.bound - self.in_pipe;
@@ -173,7 +179,7 @@ impl SpliceRelay {
 
     /// socket → copy buffer (small reads).
     fn fill_copy(&mut self, sock: BorrowedFd<'_>, tap: &mut Tap) -> Result<Fill, Errno> {
-        let cap = self.bound;
+        let cap = self.copy_cap();
         if self.buf.is_empty() {
             self.buf = vec![0; cap];
         }
