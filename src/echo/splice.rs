@@ -32,7 +32,9 @@ const DEFAULT_PIPE: usize = 65536;
 const SPLICE_MIN: usize = 16 * 1024;
 /// A splice this long used pipe buffers of 2 KiB or more on average: large messages, no check.
 const SPLICE_SURE: usize = 32 * 1024;
-/// Copy reads after a splice showed small messages, before splicing is tried again.
+/// Copy reads after a splice showed small messages, before splicing is tried again; also how
+/// many splices in between `SPLICE_MIN` and `SPLICE_SURE` pass unchecked after a check found
+/// large messages.
 const SMALL_BACKOFF: u32 = 16;
 /// The copy buffer's size at most (it is `bound` bytes when the bound is smaller).
 const COPY_MAX: usize = 64 * 1024;
@@ -54,6 +56,8 @@ pub struct SpliceRelay {
     large: bool,
     /// Copy reads left before splicing may be tried again (`SMALL_BACKOFF`).
     backoff: u32,
+    /// Splices of middling length left before the next `FIONREAD` check (`SMALL_BACKOFF`).
+    trusted: u32,
 }
 
 impl Relay for SpliceRelay {
@@ -83,6 +87,7 @@ impl Relay for SpliceRelay {
             tail: 0,
             large: false,
             backoff: 0,
+            trusted: 0,
         })
     }
 
@@ -137,6 +142,7 @@ impl Relay for SpliceRelay {
         self.stalled = false;
         self.large = false;
         self.backoff = 0;
+        self.trusted = 0;
         true
     }
 }
@@ -156,12 +162,18 @@ impl SpliceRelay {
                 self.in_pipe += n;
                 self.large = if n >= SPLICE_SURE || n == room {
                     true
+                } else if n >= SPLICE_MIN && self.trusted > 0 {
+                    self.trusted -= 1;
+                    true
                 } else if queued(sock) > 0 {
                     // Stopped short with bytes still queued: out of pipe buffers, small messages.
                     self.backoff = SMALL_BACKOFF;
                     false
+                } else if n >= SPLICE_MIN {
+                    self.trusted = SMALL_BACKOFF;
+                    true
                 } else {
-                    n >= SPLICE_MIN
+                    false
                 };
                 Ok(Fill::Got { n, short: n < room })
             }
