@@ -3,7 +3,7 @@
 //!
 //! - `accept_connect/<server>`: the server runs with status lines on (udsim without `--quiet`, the
 //!   peers with the same "Accepted socket fd = N" line written right after accept returns); the
-//!   time is connect → the line's first piece (one write(2)) arriving on the server's stderr
+//!   time is connect → the line (one write(2)) arriving on the server's stderr
 //!   pipe. Every server writes the line the same way, so the figures compare; each is an upper
 //!   bound on accept's own return by one pipe write and wake-up.
 //! - `accept_first_byte/<server>`: quiet servers; connect, send one byte, read its echo.

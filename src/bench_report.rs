@@ -728,9 +728,8 @@ fn accept_section(d: &Data, out: &mut String, t: &mut Targets) {
     let _ = writeln!(
         out,
         "\nconnect → accept: each server writes \"Accepted socket fd = N\" to a stderr pipe right after \
-         accept returns (in pieces, one write(2) each, as udsim's status lines are written), and the \
-         client times connect → the line's first piece arriving: the same pipe write and wake-up for \
-         every server. conn/s: whole cycles (socket, connect, wait, close) per second of wall time.\n"
+         accept returns (one write(2), as udsim writes its status lines), and the client times \
+         connect → the line arriving: the same pipe write and wake-up for every server. conn/s: whole cycles (socket, connect, wait, close) per second of wall time.\n"
     );
     let p50 = |s: &str| {
         d.latency("accept_connect", s)

@@ -501,9 +501,8 @@ impl Server {
     }
 
     /// Reads the server's stderr up to the next "Accepted socket fd" line. Returns the instant
-    /// the line's first piece arrived: a status line is written in pieces (`Accepted socket fd = `,
-    /// the number, the newline, one write(2) each), and each write wakes this reader, so the
-    /// first piece marks accept's return and the rest is read after the clock has stopped.
+    /// the first read holding the line's start returned: every server writes the line with one
+    /// write(2) right after accept returns, so that read marks accept's return.
     pub fn wait_accepted(&mut self) -> Instant {
         const MARK: &[u8] = b"Accepted socket fd";
         let kind = self.kind.id();
