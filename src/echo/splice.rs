@@ -18,11 +18,10 @@
 //! only changes when nothing is pending, so bytes go back in the order they came: at any time
 //! they sit either in the buffer or in the pipe, never in both. Large transfers stay zero-copy.
 
-use super::relay::{Drain, Fill, Relay};
+use super::relay::{BufferRelay, Drain, Fill, Relay};
 use super::tap::Tap;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
-use nix::sys::socket::{recv, send, MsgFlags};
 use nix::unistd::pipe2;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
@@ -36,7 +35,7 @@ const SPLICE_SURE: usize = 32 * 1024;
 /// many splices in between `SPLICE_MIN` and `SPLICE_SURE` pass unchecked after a check found
 /// large messages.
 const SMALL_BACKOFF: u32 = 16;
-/// The copy buffer's size at most (it is `bound` bytes when the bound is smaller).
+/// The copy path's bound at most (it is `bound` bytes when the bound is smaller).
 const COPY_MAX: usize = 64 * 1024;
 
 /// A pipe used as a connection's echo buffer.
@@ -47,11 +46,9 @@ pub struct SpliceRelay {
     bound: usize,
     in_pipe: usize,
     stalled: bool,
-    /// Copy buffer (allocated on first use, `copy_cap()` bytes); pending bytes are
-    /// `buf[head..tail]`, and only while the pipe is empty.
-    buf: Vec<u8>,
-    head: usize,
-    tail: usize,
+    /// The copy path for small messages (the read/write engine's relay, at most `COPY_MAX`
+    /// bytes); it holds pending bytes only while the pipe is empty.
+    copy: BufferRelay,
     /// The last read showed a large transfer: the next read (from empty) splices.
     large: bool,
     /// Copy reads left before splicing may be tried again (`SMALL_BACKOFF`).
@@ -82,9 +79,7 @@ impl Relay for SpliceRelay {
             bound,
             in_pipe: 0,
             stalled: false,
-            buf: Vec::new(),
-            head: 0,
-            tail: 0,
+            copy: BufferRelay::create(bound.min(COPY_MAX))?,
             large: false,
             backoff: 0,
             trusted: 0,
@@ -92,20 +87,19 @@ impl Relay for SpliceRelay {
     }
 
     fn pending(&self) -> usize {
-        self.in_pipe + (self.tail - self.head)
+        self.in_pipe + self.copy.pending()
     }
 
     fn wants_read(&self) -> bool {
-        if self.tail > self.head {
-            // Copying: room left in the buffer.
-            self.tail < self.copy_cap()
+        if self.copy.pending() > 0 {
+            self.copy.wants_read()
         } else {
             self.in_pipe < self.bound && !self.stalled
         }
     }
 
     fn fill(&mut self, sock: BorrowedFd<'_>, tap: &mut Tap) -> Result<Fill, Errno> {
-        if self.tail > self.head || (self.in_pipe == 0 && !self.large) {
+        if self.copy.pending() > 0 || (self.in_pipe == 0 && !self.large) {
             self.fill_copy(sock, tap)
         } else {
             self.fill_splice(sock)
@@ -113,8 +107,8 @@ impl Relay for SpliceRelay {
     }
 
     fn drain(&mut self, sock: BorrowedFd<'_>) -> Result<Drain, Errno> {
-        if self.tail > self.head {
-            return self.drain_copy(sock);
+        if self.copy.pending() > 0 {
+            return self.copy.drain(sock);
         }
         if self.in_pipe == 0 {
             return Ok(Drain::Sent(0));
@@ -136,7 +130,7 @@ impl Relay for SpliceRelay {
     fn recycle(&mut self) -> bool {
         // An empty pipe (and the copy buffer) serve the next client as they are; bytes left in
         // the pipe would be echoed to the wrong client, so such a relay is closed instead.
-        if self.in_pipe != 0 || self.tail != self.head {
+        if self.in_pipe != 0 || !self.copy.recycle() {
             return false;
         }
         self.stalled = false;
@@ -148,10 +142,6 @@ impl Relay for SpliceRelay {
 }
 
 impl SpliceRelay {
-    fn copy_cap(&self) -> usize {
-        self.bound.min(COPY_MAX)
-    }
-
     /// socket → pipe (zero-copy).
     fn fill_splice(&mut self, sock: BorrowedFd<'_>) -> Result<Fill, Errno> {
         let room = self.bound - self.in_pipe;
@@ -191,50 +181,16 @@ impl SpliceRelay {
 
     /// socket → copy buffer (small reads).
     fn fill_copy(&mut self, sock: BorrowedFd<'_>, tap: &mut Tap) -> Result<Fill, Errno> {
-        let cap = self.copy_cap();
-        if self.buf.is_empty() {
-            self.buf = vec![0; cap];
-        }
-        let asked = cap - self.tail;
-        match recv(
-            sock.as_raw_fd(),
-            &mut self.buf[self.tail..],
-            MsgFlags::MSG_DONTWAIT,
-        ) {
-            Ok(0) => Ok(Fill::Eof),
-            Ok(n) => {
-                tap.copy(&self.buf[self.tail..self.tail + n]);
-                self.tail += n;
-                if self.backoff > 0 {
-                    self.backoff -= 1;
-                    self.large = false;
-                } else {
-                    self.large = n >= SPLICE_MIN;
-                }
-                Ok(Fill::Got {
-                    n,
-                    short: n < asked,
-                })
+        let r = self.copy.fill(sock, tap)?;
+        if let Fill::Got { n, .. } = r {
+            if self.backoff > 0 {
+                self.backoff -= 1;
+                self.large = false;
+            } else {
+                self.large = n >= SPLICE_MIN;
             }
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => Ok(Fill::WouldBlock),
-            Err(e) => Err(e),
         }
-    }
-
-    fn drain_copy(&mut self, sock: BorrowedFd<'_>) -> Result<Drain, Errno> {
-        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-        match send(sock.as_raw_fd(), &self.buf[self.head..self.tail], flags) {
-            Ok(n) => {
-                self.head += n;
-                if self.head == self.tail {
-                    self.head = 0;
-                    self.tail = 0;
-                }
-                Ok(Drain::Sent(n))
-            }
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => Ok(Drain::WouldBlock),
-            Err(e) => Err(e),
-        }
+        Ok(r)
     }
 }
 
@@ -287,7 +243,7 @@ mod tests {
                 }
                 while relay.wants_read() {
                     let was_copying =
-                        relay.in_pipe == 0 && (relay.tail > relay.head || !relay.large);
+                        relay.in_pipe == 0 && (relay.copy.pending() > 0 || !relay.large);
                     match relay.fill(server.as_fd(), &mut tap).unwrap() {
                         Fill::Got { n, .. } => {
                             if was_copying {
@@ -300,7 +256,7 @@ mod tests {
                         Fill::Eof | Fill::WouldBlock => break,
                     }
                     assert!(
-                        relay.in_pipe == 0 || relay.tail == relay.head,
+                        relay.in_pipe == 0 || relay.copy.pending() == 0,
                         "bytes in both"
                     );
                 }
