@@ -288,11 +288,13 @@ impl<S: Source> Gen<'_, S> {
             18 => {
                 // A call in a state where it is probably an error.
                 if let Some(s) = self.subject(|_| true) {
-                    let c = match self.src.below(5) {
+                    let c = match self.src.below(7) {
                         0 => Call::Bind(s, self.path()),
                         1 => Call::Listen(s, *self.pick(BACKLOGS)),
                         2 => Call::Accept(s),
                         3 => Call::Connect(s, self.listener_path()),
+                        4 => Call::Shutdown(s, *self.pick(&[How::Wr, How::Rd, How::RdWr])),
+                        5 => Call::Write(s, self.data()),
                         _ => Call::Read(s, *self.pick(READ_SIZES)),
                     };
                     self.emit(c);
