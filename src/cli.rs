@@ -20,7 +20,8 @@ pub struct CheckArgs {
     /// Scripts (.uds files, `-` for standard input) or directories of them. None: the bundled scenarios plus a
     /// short exploration.
     pub paths: Vec<PathBuf>,
-    /// Print each script with the kernel's results written in (continues past a divergence).
+    /// Print each script with the kernel's results written in (continues past a divergence; the header comment
+    /// of the script is kept).
     #[arg(long)]
     pub record: bool,
     /// With no paths: how many random scripts to explore after the scenarios.
@@ -132,7 +133,16 @@ fn run_one(
     )?;
     let mut out = std::io::stdout().lock();
     if args.record {
-        let _ = writeln!(out, "# {name}");
+        if args.paths.len() != 1 || std::path::Path::new(&args.paths[0]).is_dir() {
+            let _ = writeln!(out, "# == {name}");
+        }
+        // The script's header comment is kept, so `--record draft.uds > scenarios/x.uds` keeps its story.
+        for l in text
+            .lines()
+            .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            let _ = writeln!(out, "{l}");
+        }
         let _ = write!(out, "{}", fmt_script(&recorded_script(&run)));
         let _ = write!(out, "{}", describe(&run));
     } else if !quiet || !run.agrees() {

@@ -77,12 +77,16 @@ fn wrong_written_result_is_a_divergence_exit_1() {
 #[test]
 fn record_writes_the_kernels_results_in_and_reparses() {
     let d = tempfile::tempdir().expect("tempdir");
-    let bare = "socket(STREAM)\nbind(s0, \"srv.sock\")\nlisten(s0, 1)\nsocket(STREAM)\nconnect(s1, \"srv.sock\")\n\
+    let bare = "# header kept\nsocket(STREAM)\nbind(s0, \"srv.sock\")\nlisten(s0, 1)\nsocket(STREAM)\nconnect(s1, \"srv.sock\")\n\
                 write(s1, \"hello\\n\")\naccept(s0)\nread(s2, 64)\naccept(s0)\n";
     let f = script_file(&d, "bare.uds", bare);
     let out = udsim(&["check", "--record", &f]);
     assert_eq!(out.status.code(), Some(0));
     let recorded = text(&out.stdout);
+    assert!(
+        recorded.starts_with("# header kept\nsocket(STREAM) -> s0\n"),
+        "{recorded}"
+    );
     assert!(
         recorded.contains("read(s2, 64) -> \"hello\\n\""),
         "{recorded}"
