@@ -254,8 +254,8 @@ impl Model {
     }
 
     fn bind(&mut self, sid: SockId, a: &[u8]) -> Prediction {
-        if let Err(e) = validate_len(a) {
-            return Prediction::err("addr_len_over_sockaddr_un_is_einval", e);
+        if addr_too_long(a) {
+            return Prediction::err("addr_len_over_sockaddr_un_is_einval", Errno::EINVAL);
         }
         if is_abstract(a) {
             return self.bind_abstract(sid, a);
@@ -351,8 +351,8 @@ impl Model {
     }
 
     fn connect(&mut self, sid: SockId, a: &[u8]) -> Prediction {
-        if let Err(e) = validate_len(a) {
-            return Prediction::err("addr_len_over_sockaddr_un_is_einval", e);
+        if addr_too_long(a) {
+            return Prediction::err("addr_len_over_sockaddr_un_is_einval", Errno::EINVAL);
         }
         let other = match self.find_other(a) {
             Ok(o) => o,
@@ -409,16 +409,18 @@ impl Model {
             return Prediction::one("write_empty_is_zero", Outcome::Wrote(0));
         }
         // rule `write_allocates_before_checking_peer`: a full send buffer answers EAGAIN before a dead peer EPIPE.
-        let chunks = stream::plan_write(&self.params, me.wmem, d.len());
-        if chunks.is_empty() {
+        if me.wmem >= self.params.sndbuf {
             return Prediction::err("write_sndbuf_full_is_eagain", Errno::EAGAIN);
         }
         let p = &self.socks[peer];
         if p.released || p.shut_rd {
             return Prediction::err("write_to_dead_peer_is_epipe", Errno::EPIPE);
         }
+        // rule `write_chunks_while_sndbuf_not_full`: skbs of at most `max_chunk` bytes, each allocated only while
+        // the charged memory is below the send buffer, so the last one may overshoot it.
         let mut off = 0;
-        for c in chunks {
+        while off < d.len() && self.socks[sid].wmem < self.params.sndbuf {
+            let c = (d.len() - off).min(self.params.max_chunk);
             let ts = self.params.truesize(c);
             self.socks[sid].wmem += ts;
             self.socks[peer].rx.push_back(Skb {
@@ -550,12 +552,8 @@ fn sun_path(a: &[u8]) -> Vec<u8> {
 }
 
 /// rule `addr_len_over_sockaddr_un_is_einval`: the address length passed is over sizeof(sockaddr_un).
-fn validate_len(a: &[u8]) -> Result<(), Errno> {
-    if a.len() > 108 {
-        Err(Errno::EINVAL)
-    } else {
-        Ok(())
-    }
+fn addr_too_long(a: &[u8]) -> bool {
+    a.len() > 108
 }
 
 fn addr_outcome(a: &Option<Addr>) -> Outcome {
