@@ -132,22 +132,25 @@ impl Checker {
         &self.params
     }
 
-    /// Runs one script; the executor's directory is cleaned first if an earlier script used it.
-    pub fn run(&mut self, script: &Script, opts: Options) -> Result<Run, CheckError> {
+    /// Cleans the executor's directory if an earlier script used it.
+    fn fresh_dir(&mut self) -> Result<(), CheckError> {
         if self.dirty {
             self.kernel.reset()?;
         }
         self.dirty = true;
+        Ok(())
+    }
+
+    /// Runs one script in a clean private directory.
+    pub fn run(&mut self, script: &Script, opts: Options) -> Result<Run, CheckError> {
+        self.fresh_dir()?;
         let mut model = Model::new(self.params.clone());
         run_with(script, &mut self.kernel, &mut model, opts)
     }
 
     /// Runs a script on the kernel alone (the baseline for the checker's overhead).
     pub fn run_kernel_only(&mut self, script: &Script) -> Result<usize, CheckError> {
-        if self.dirty {
-            self.kernel.reset()?;
-        }
-        self.dirty = true;
+        self.fresh_dir()?;
         let mut names = Names::default();
         let mut n = 0;
         for line in &script.lines {
@@ -163,15 +166,17 @@ impl Checker {
     }
 }
 
-/// The names a script has created so far, and the automatic counter.
+/// The names a script has created so far, and the automatic counter: how a runner names sockets (the checker,
+/// and anything that replays a script on the model alone).
 #[derive(Default)]
-struct Names {
+pub struct Names {
     known: HashSet<Name>,
     created: usize,
 }
 
 impl Names {
-    fn check(&self, call: &Call) -> Result<(), String> {
+    /// A script error if the call's socket was never created.
+    pub fn check(&self, call: &Call) -> Result<(), String> {
         match call.subject() {
             Some(s) if !self.known.contains(s) => Err(format!(
                 "unknown socket name `{s}` (no earlier line created it)"
@@ -180,15 +185,18 @@ impl Names {
         }
     }
 
-    /// The name a creating call's socket gets: the written one, else `s` + how many sockets exist so far.
-    fn new_name(&self, line: &Line) -> Name {
+    /// The name a creating call's socket gets: the written one, else `s` + how many sockets exist so far
+    /// (empty, and no allocation, for calls that create nothing).
+    pub fn new_name(&self, line: &Line) -> Name {
         match &line.expect {
+            _ if !line.call.creates() => Name::new(),
             Some(Expect::Named(n)) => n.clone(),
-            _ => format!("s{}", self.created),
+            _ => auto_name(self.created),
         }
     }
 
-    fn after(&mut self, out: &Outcome, new_name: Name) -> Option<Name> {
+    /// Records the outcome of a call; returns the name a created socket got.
+    pub fn after(&mut self, out: &Outcome, new_name: Name) -> Option<Name> {
         if *out == Outcome::Created {
             self.created += 1;
             self.known.insert(new_name.clone());
@@ -197,6 +205,11 @@ impl Names {
             None
         }
     }
+}
+
+/// The automatic name of the `n`th socket a script creates (`s0`, `s1`, …).
+pub fn auto_name(n: usize) -> Name {
+    format!("s{n}")
 }
 
 /// Runs `script` on `kernel` and `model` in lock-step.

@@ -13,7 +13,7 @@
 //! A divergence panics with the shrunk script as a transcript (a valid script with the kernel's results written
 //! in and the divergence described in `#` lines): save it as `crash.uds` and run `udsim check crash.uds`.
 
-use crate::check::{Checker, Options};
+use crate::check::{Checker, Names, Options};
 use crate::gen::{generate, Source};
 use crate::model::socket::{Sock, SockId, State};
 use crate::model::{Model, Params, Prediction};
@@ -361,7 +361,8 @@ pub struct Invariants {
     twin: Model,
     /// Sockets in the model's arena (socket() and every successful connect (its embryo) add one).
     count: usize,
-    created: usize,
+    /// How the script names its sockets (the checker's own rule).
+    names: Names,
     /// Calls run so far.
     pub steps: usize,
     written: Vec<usize>,
@@ -371,10 +372,6 @@ pub struct Invariants {
     receiver: Vec<Option<SockId>>,
 }
 
-fn queued(s: &Sock) -> usize {
-    s.rx.iter().map(|k| k.len()).sum()
-}
-
 impl Invariants {
     pub fn new(params: Params) -> Invariants {
         Invariants {
@@ -382,7 +379,7 @@ impl Invariants {
             twin: Model::new(params.clone()),
             params,
             count: 0,
-            created: 0,
+            names: Names::default(),
             steps: 0,
             written: Vec::new(),
             read: Vec::new(),
@@ -400,16 +397,12 @@ impl Invariants {
     /// Runs the whole script; stops quietly at a name the script never created (a script error).
     pub fn run(&mut self, script: &Script) -> Result<(), String> {
         for line in &script.lines {
-            if let Some(s) = line.call.subject() {
-                if !self.model.knows(s) {
-                    return Ok(());
-                }
+            if self.names.check(&line.call).is_err() {
+                return Ok(());
             }
-            let new_name = match &line.expect {
-                Some(Expect::Named(n)) => n.clone(),
-                _ => format!("s{}", self.created),
-            };
-            self.step(&line.call, &new_name)?;
+            let new_name = self.names.new_name(line);
+            let out = self.step(&line.call, &new_name)?;
+            self.names.after(&out, new_name);
         }
         Ok(())
     }
@@ -422,12 +415,12 @@ impl Invariants {
         self.receiver.push(None);
     }
 
-    /// One call, then every invariant.
-    pub fn step(&mut self, call: &Call, new_name: &str) -> Result<(), String> {
+    /// One call, then every invariant; returns the model's outcome.
+    pub fn step(&mut self, call: &Call, new_name: &str) -> Result<Outcome, String> {
         self.steps += 1;
         let subject = call.subject().and_then(|s| self.id_of(s));
         let queued_before: Vec<usize> = (0..self.count)
-            .map(|i| queued(self.model.sock(i)))
+            .map(|i| self.model.sock(i).queued())
             .collect();
         let released_before: Vec<bool> = (0..self.count)
             .map(|i| self.model.sock(i).released)
@@ -449,11 +442,7 @@ impl Invariants {
         check_outcome_kind(call, &p, subject.is_some())?;
         let out = p.allowed[0].clone();
         match (call, &out) {
-            (Call::Socket, Outcome::Created) => {
-                self.created += 1;
-                self.grow();
-            }
-            (Call::Accept(_), Outcome::Created) => self.created += 1,
+            (Call::Socket, Outcome::Created) => self.grow(),
             (Call::Connect(..), Outcome::Ok) => self.grow(),
             (Call::Write(..), Outcome::Wrote(n)) => {
                 if let Some(x) = subject {
@@ -475,7 +464,8 @@ impl Invariants {
         if let (Call::Poll(name), Outcome::Ready(ev), Some(sid)) = (call, &out, subject) {
             self.poll_predicts_calls(name, sid, *ev)?;
         }
-        self.check_state()
+        self.check_state()?;
+        Ok(out)
     }
 
     fn check_state(&mut self) -> Result<(), String> {
@@ -521,7 +511,7 @@ impl Invariants {
                     }
                 }
             }
-            in_queue.push(queued(s));
+            in_queue.push(s.queued());
             if let Some(p) = s.peer {
                 ok_id(p, "a peer")?;
                 match self.receiver[y] {

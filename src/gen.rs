@@ -3,6 +3,7 @@
 //! scratch model as it goes, so most calls act on live sockets, existing paths and listeners, and runs reach
 //! connected, half-closed, reset, pending and full-buffer states. Generated scripts use automatic names only.
 
+use crate::check::auto_name;
 use crate::model::socket::{Addr, State};
 use crate::model::{Model, Params};
 use crate::script::{Call, How, Outcome, Script};
@@ -100,7 +101,11 @@ impl<S: Source> Gen<'_, S> {
     }
 
     fn emit(&mut self, call: Call) {
-        let new_name = format!("s{}", self.created);
+        let new_name = if call.creates() {
+            auto_name(self.created)
+        } else {
+            String::new()
+        };
         // The scratch model never errs on names the generator itself made.
         if let Ok(p) = self.model.step(&call, &new_name) {
             if p.allowed.first() == Some(&Outcome::Created) {

@@ -1,7 +1,7 @@
 //! Shrinking: from a script on which the model and the kernel disagree, the smallest script that still makes
 //! them disagree (lines removed, data cut), with names renumbered `s0, s1, …` in creation order.
 
-use crate::check::{CheckError, Checker, Options, Run};
+use crate::check::{auto_name, CheckError, Checker, Options, Run};
 use crate::script::{Call, Expect, Line, Name, Outcome, Script};
 use std::collections::HashMap;
 
@@ -30,39 +30,20 @@ fn pin_names(run: &Run) -> Script {
 /// Renames sockets to `s0, s1, …` in order of creation and drops the written names again.
 fn renumber(s: &Script) -> Script {
     let mut map: HashMap<Name, Name> = HashMap::new();
-    let mut lines = Vec::new();
-    for l in &s.lines {
-        let ren = |n: &Name| map.get(n).cloned().unwrap_or_else(|| n.clone());
-        let call = match &l.call {
-            Call::Socket => Call::Socket,
-            Call::Bind(n, a) => Call::Bind(ren(n), a.clone()),
-            Call::Listen(n, b) => Call::Listen(ren(n), *b),
-            Call::Accept(n) => Call::Accept(ren(n)),
-            Call::Connect(n, a) => Call::Connect(ren(n), a.clone()),
-            Call::Write(n, d) => Call::Write(ren(n), d.clone()),
-            Call::Read(n, k) => Call::Read(ren(n), *k),
-            Call::Shutdown(n, h) => Call::Shutdown(ren(n), *h),
-            Call::Close(n) => Call::Close(ren(n)),
-            Call::Unlink(a) => Call::Unlink(a.clone()),
-            Call::GetSockName(n) => Call::GetSockName(ren(n)),
-            Call::GetPeerName(n) => Call::GetPeerName(ren(n)),
-            Call::Poll(n) => Call::Poll(ren(n)),
-        };
-        let expect = match &l.expect {
-            Some(Expect::Named(n)) => {
-                let new = format!("s{}", map.len());
-                map.insert(n.clone(), new.clone());
-                Some(Expect::Named(new))
+    let mut out = s.clone();
+    for l in &mut out.lines {
+        l.line_no = 0;
+        if let Some(n) = l.call.subject_mut() {
+            if let Some(new) = map.get(n) {
+                *n = new.clone();
             }
-            e => e.clone(),
-        };
-        lines.push(Line {
-            call,
-            expect,
-            line_no: 0,
-        });
+        }
+        if let Some(Expect::Named(n)) = &mut l.expect {
+            let new = auto_name(map.len());
+            map.insert(std::mem::replace(n, new.clone()), new);
+        }
     }
-    Script { lines }
+    out
 }
 
 fn with_data(l: &Line, d: Vec<u8>) -> Option<Line> {

@@ -2,9 +2,9 @@
 //! with its written results); together the scenarios must cover every call in every state the model knows.
 
 use std::collections::{BTreeMap, BTreeSet};
-use udsim::check::{Checker, Options};
+use udsim::check::{Checker, Names, Options};
 use udsim::model::Model;
-use udsim::script::{parse, CallKind, Expect, Script};
+use udsim::script::{parse, CallKind, Script};
 
 fn library() -> Vec<(String, Script)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
@@ -105,7 +105,7 @@ fn scenarios_cover_every_call_in_every_state() {
     let mut full_buffer = 0;
     for (name, script) in library() {
         let mut m = Model::new(params.clone());
-        let mut created = 0;
+        let mut names = Names::default();
         for l in &script.lines {
             let states = l.call.subject().map(|s| m.states_of(s)).unwrap_or_default();
             full_buffer += states.contains(&"full-buffer") as usize;
@@ -114,14 +114,9 @@ fn scenarios_cover_every_call_in_every_state() {
                     .or_default()
                     .insert(name.clone());
             }
-            let new_name = match &l.expect {
-                Some(Expect::Named(n)) => n.clone(),
-                _ => format!("s{created}"),
-            };
+            let new_name = names.new_name(l);
             let p = m.step(&l.call, &new_name).expect("known names");
-            if p.allowed.first() == Some(&udsim::script::Outcome::Created) {
-                created += 1;
-            }
+            names.after(&p.allowed[0], new_name);
         }
     }
     // Every call that acts on a socket (socket and unlink act on none).

@@ -127,6 +127,24 @@ impl Call {
         matches!(self, Call::Socket | Call::Accept(_))
     }
 
+    /// The socket the call acts on, if any, to rename it.
+    pub fn subject_mut(&mut self) -> Option<&mut Name> {
+        match self {
+            Call::Socket | Call::Unlink(_) => None,
+            Call::Bind(s, _)
+            | Call::Listen(s, _)
+            | Call::Accept(s)
+            | Call::Connect(s, _)
+            | Call::Write(s, _)
+            | Call::Read(s, _)
+            | Call::Shutdown(s, _)
+            | Call::Close(s)
+            | Call::GetSockName(s)
+            | Call::GetPeerName(s)
+            | Call::Poll(s) => Some(s),
+        }
+    }
+
     /// The socket the call acts on, if any.
     pub fn subject(&self) -> Option<&Name> {
         match self {
