@@ -24,19 +24,17 @@ const MAX_OPS: usize = 40;
 
 /// A script's calls with the name each creating call gives its socket (`s{N}`, N = sockets created
 /// so far, as the checker names them).
-fn named_steps(params: &Params, script: &Script) -> Vec<(Call, String)> {
+fn named_steps(params: &Params, script: &Script) -> Vec<(Call, Vec<String>)> {
     let mut model = Model::new(params.clone());
     let mut created = 0;
     let mut out = Vec::new();
     for line in &script.lines {
-        let name = format!("s{created}");
-        let p = model
-            .step(&line.call, &name)
-            .expect("generated names are known");
-        if p.allowed.first() == Some(&Outcome::Created) {
-            created += 1;
-        }
-        out.push((line.call.clone(), name));
+        let p = model.step(&line.call).expect("generated names are known");
+        let n = p.allowed.first().map_or(0, Outcome::new_fds);
+        let names: Vec<String> = (created..created + n).map(|i| format!("s{i}")).collect();
+        model.name_new(&names);
+        created += n;
+        out.push((line.call.clone(), names));
     }
     out
 }
@@ -58,7 +56,8 @@ fn main() {
         }
     }
     let ops: usize = scripts.iter().map(|s| s.lines.len()).sum();
-    let steps: Vec<Vec<(Call, String)>> = scripts.iter().map(|s| named_steps(&params, s)).collect();
+    let steps: Vec<Vec<(Call, Vec<String>)>> =
+        scripts.iter().map(|s| named_steps(&params, s)).collect();
     let texts: Vec<String> = scripts.iter().map(fmt_script).collect();
     let text_lines: usize = texts.iter().map(|t| t.lines().count()).sum();
     let text_bytes: usize = texts.iter().map(|t| t.len()).sum();
@@ -85,8 +84,9 @@ fn main() {
         b.iter(|| {
             for script in &steps {
                 let mut m = Model::new(params.clone());
-                for (call, name) in script {
-                    let _ = black_box(m.step(call, name));
+                for (call, names) in script {
+                    let _ = black_box(m.step(call));
+                    m.name_new(names);
                 }
             }
         })

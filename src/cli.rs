@@ -1,7 +1,7 @@
 //! The `check` and `explore` subcommands.
 
 use crate::check::{
-    describe, recorded_line, recorded_script, CheckError, Checker, Options, Run, Stop,
+    describe, recorded_script, transcript_line, CheckError, Checker, Options, Run, Stop,
 };
 use crate::explore::{explore, Stats};
 use crate::script::{fmt_script, parse, Script};
@@ -58,7 +58,7 @@ fn fail(msg: impl std::fmt::Display) -> i32 {
 pub fn transcript(run: &Run) -> String {
     let mut out = String::new();
     for st in &run.steps {
-        out.push_str(&recorded_line(st));
+        out.push_str(&transcript_line(st));
         out.push('\n');
     }
     out.push_str(&describe(run));
@@ -93,6 +93,8 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 #[derive(Default)]
 struct Tally {
     agree: usize,
+    /// Agreed, but the model did not cover every line (those were checked against written results only).
+    partial: usize,
     diverge: usize,
     errors: usize,
 }
@@ -150,10 +152,24 @@ fn run_one(
         let _ = write!(out, "{}", transcript(&run));
     }
     match &run.stop {
+        None if run.unmodelled.is_some() => {
+            t.partial += 1;
+            if !args.record {
+                if quiet {
+                    let _ = writeln!(out, "# == {name}");
+                    let _ = write!(out, "{}", transcript(&run));
+                }
+                let _ = writeln!(
+                    out,
+                    "# partly modelled: {} lines agree with their written results\n",
+                    run.steps.len()
+                );
+            }
+        }
         None => {
             t.agree += 1;
             if quiet && !args.record {
-                let _ = writeln!(out, "ok   {name} ({} lines)", run.steps.len());
+                let _ = writeln!(out, "# ok   {name} ({} lines)", run.steps.len());
             } else if !args.record {
                 let _ = writeln!(out, "# ok: {} lines agree\n", run.steps.len());
             }
@@ -216,9 +232,17 @@ pub fn check(args: CheckArgs) -> i32 {
         return EXIT_DIVERGED;
     }
     if !args.record {
+        let partial = if t.partial > 0 {
+            format!(
+                ", {} partly modelled (past the model's coverage only written results were checked)",
+                t.partial
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{} scripts: {} agree, {} diverge, {} with script errors",
-            t.agree + t.diverge + t.errors,
+            "# {} scripts: {} agree{partial}, {} diverge, {} with script errors",
+            t.agree + t.partial + t.diverge + t.errors,
             t.agree,
             t.diverge,
             t.errors

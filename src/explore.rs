@@ -4,7 +4,7 @@
 use crate::check::{CheckError, Checker, Options, Run};
 use crate::gen::{generate, Rng};
 use crate::model::{Model, Params};
-use crate::script::{Call, CallKind, Outcome, Script};
+use crate::script::{AddrOut, Call, CallKind, Outcome, Script, Value};
 use std::collections::BTreeMap;
 
 /// What an exploration saw.
@@ -44,13 +44,11 @@ impl Stats {
                 .or_default()
                 .entry(class)
                 .or_default() += 1;
-            let new_name = st.created.clone().unwrap_or_default();
-            if m.step(&st.line.call, &new_name).is_err() {
+            if m.step(&st.line.call).is_err() {
                 break;
             }
-            if let Some(n) = &st.created {
-                names.push(n.clone());
-            }
+            m.name_new(&st.created);
+            names.extend(st.created.iter().cloned());
             let mut seen: Vec<&'static str> = names.iter().flat_map(|n| m.states_of(n)).collect();
             seen.sort_unstable();
             seen.dedup();
@@ -85,18 +83,31 @@ impl Stats {
 
 /// A short label for an outcome, for the per-call table.
 pub fn outcome_class(call: &Call, o: &Outcome) -> String {
-    match (call, o) {
-        (_, Outcome::Err(e)) => e.to_string(),
-        (_, Outcome::Created) => "created".into(),
-        (_, Outcome::Ok) => "0".into(),
-        (Call::Write(_, d), Outcome::Wrote(n)) if *n == d.len() => "all".into(),
-        (_, Outcome::Wrote(_)) => "partial".into(),
-        (_, Outcome::Data(d)) if d.is_empty() => "\"\"".into(),
-        (_, Outcome::Data(_)) => "data".into(),
-        (_, Outcome::Addr(None)) => "unnamed".into(),
-        (_, Outcome::Addr(Some(_))) => "addr".into(),
-        (_, Outcome::Ready(e)) => e.to_string(),
+    let mut c = match (call, &o.value) {
+        (_, Value::Err(e)) => e.to_string(),
+        (_, Value::Created | Value::Pair | Value::Accepted(_)) => "created".into(),
+        (_, Value::Ok) => "0".into(),
+        (c, Value::Wrote(n)) if c.data().is_some_and(|d| *n == d.len()) => "all".into(),
+        (_, Value::Wrote(_)) => "partial".into(),
+        (_, Value::Recv(r)) if r.ret == 0 => "\"\"".into(),
+        (_, Value::Recv(r)) if r.ret != r.data.len() => "truncated".into(),
+        (_, Value::Recv(_)) => "data".into(),
+        (_, Value::Addr(AddrOut::Raw { len: 2, .. })) => "unnamed".into(),
+        (_, Value::Addr(_)) => "addr".into(),
+        (_, Value::Ready(e)) => e.to_string(),
+        (_, Value::Int(i)) => i.to_string(),
+        (_, Value::SoError(e)) => format!("{{error={e}}}"),
+        (_, Value::Cred(_)) => "creds".into(),
+        (_, Value::Ms(m)) => format!("{m}ms"),
+        (_, Value::Stat(k, _)) => k.name().into(),
+    };
+    if o.sigpipe {
+        c.push_str(" with SIGPIPE");
     }
+    if o.waited {
+        c.push_str(" after timeout");
+    }
+    c
 }
 
 /// The seed of case `i` of an exploration seeded with `seed`.

@@ -17,7 +17,7 @@ use crate::check::{Checker, Names, Options};
 use crate::gen::{generate, Source};
 use crate::model::socket::{Sock, SockId, State};
 use crate::model::{Model, Params, Prediction};
-use crate::script::{fmt_script, parse, Call, Errno, Events, Expect, Outcome, Script};
+use crate::script::{fmt_script, parse, Call, Errno, Events, ExpectValue, Outcome, Script, Value};
 use std::cell::RefCell;
 
 /// Most calls a generated `call_orderings` input runs (the generator's recipes may add two more).
@@ -117,16 +117,17 @@ pub fn decode(data: &[u8], params: &Params, max_ops: usize) -> Option<Script> {
         let data_bytes: usize = script
             .lines
             .iter()
-            .map(|l| match &l.call {
-                Call::Write(_, d) => d.len(),
-                _ => 0,
-            })
+            .map(|l| l.call.data().map_or(0, <[u8]>::len))
             .sum();
         if script.lines.len() > MAX_TEXT_LINES || data_bytes > MAX_TEXT_DATA {
             return None;
         }
         for l in &mut script.lines {
-            if !matches!(l.expect, Some(Expect::Named(_))) {
+            let names_only = matches!(
+                l.expect.as_ref().map(|e| &e.value),
+                Some(ExpectValue::Named(_) | ExpectValue::Accepted(_, None))
+            );
+            if !names_only {
                 l.expect = None;
             }
         }
@@ -400,9 +401,14 @@ impl Invariants {
             if self.names.check(&line.call).is_err() {
                 return Ok(());
             }
-            let new_name = self.names.new_name(line);
-            let out = self.step(&line.call, &new_name)?;
-            self.names.after(&out, new_name);
+            let Some(out) = self.step(&line.call)? else {
+                // A call the model does not cover: nothing more to check in this script.
+                return Ok(());
+            };
+            let created = self.names.names_for(line, out.new_fds());
+            self.model.name_new(&created);
+            self.twin.name_new(&created);
+            self.names.after(&created);
         }
         Ok(())
     }
@@ -415,8 +421,9 @@ impl Invariants {
         self.receiver.push(None);
     }
 
-    /// One call, then every invariant; returns the model's outcome.
-    pub fn step(&mut self, call: &Call, new_name: &str) -> Result<Outcome, String> {
+    /// One call, then every invariant; returns the model's outcome (`None`: the model does not cover the call).
+    /// New descriptors are left for the caller to name in both models.
+    pub fn step(&mut self, call: &Call) -> Result<Option<Outcome>, String> {
         self.steps += 1;
         let subject = call.subject().and_then(|s| self.id_of(s));
         let queued_before: Vec<usize> = (0..self.count)
@@ -427,31 +434,34 @@ impl Invariants {
             .collect();
         let p = self
             .model
-            .step(call, new_name)
+            .step(call)
             .map_err(|e| format!("model error: {e}"))?;
         // outcomes_fit_calls: deterministic (a twin model takes the same steps).
         let p2 = self
             .twin
-            .step(call, new_name)
+            .step(call)
             .map_err(|e| format!("model error: {e}"))?;
         if p != p2 {
             return Err(format!(
                 "outcomes_fit_calls: the same call on the same model predicted {p:?}, then {p2:?}"
             ));
         }
+        if !p.is_modelled() {
+            return Ok(None);
+        }
         check_outcome_kind(call, &p, subject.is_some())?;
         let out = p.allowed[0].clone();
-        match (call, &out) {
-            (Call::Socket, Outcome::Created) => self.grow(),
-            (Call::Connect(..), Outcome::Ok) => self.grow(),
-            (Call::Write(..), Outcome::Wrote(n)) => {
+        match (call, &out.value) {
+            (Call::Socket(_), Value::Created) => self.grow(),
+            (Call::Connect(..), Value::Ok) => self.grow(),
+            (Call::Write(..), Value::Wrote(n)) => {
                 if let Some(x) = subject {
                     self.written[x] += n;
                 }
             }
-            (Call::Read(..), Outcome::Data(d)) => {
+            (Call::Read(..), Value::Recv(r)) => {
                 if let Some(y) = subject {
-                    self.read[y] += d.len();
+                    self.read[y] += r.data.len();
                 }
             }
             _ => {}
@@ -461,11 +471,11 @@ impl Invariants {
                 self.dropped[i] += queued_before[i];
             }
         }
-        if let (Call::Poll(name), Outcome::Ready(ev), Some(sid)) = (call, &out, subject) {
+        if let (Call::Poll(name), Value::Ready(ev), Some(sid)) = (call, &out.value, subject) {
             self.poll_predicts_calls(name, sid, *ev)?;
         }
         self.check_state()?;
-        Ok(out)
+        Ok(Some(out))
     }
 
     fn check_state(&mut self) -> Result<(), String> {
@@ -637,16 +647,14 @@ impl Invariants {
         let s = self.model.sock(sid);
         let try_call = |call: Call| -> Result<Outcome, String> {
             let mut twin = self.model.clone();
-            let p = twin
-                .step(&call, "poll_probe")
-                .map_err(|e| format!("model error: {e}"))?;
+            let p = twin.step(&call).map_err(|e| format!("model error: {e}"))?;
             Ok(p.allowed[0].clone())
         };
-        let eagain = Outcome::Err(Errno::EAGAIN);
+        let eagain = Outcome::err(Errno::EAGAIN);
         match s.state {
             State::Listening => {
                 // A listener shut for reading polls IN|RDHUP whatever its queue holds (scenario 27).
-                let would = try_call(Call::Accept(name.to_string()))? != eagain;
+                let would = try_call(Call::Accept(name.to_string(), false, None))? != eagain;
                 if !ev.contains(Events::RDHUP) && ev.contains(Events::IN) != would {
                     return Err(format!(
                         "poll_predicts_calls: poll said {ev} on a listener but accept {}",
@@ -690,13 +698,15 @@ fn check_outcome_kind(call: &Call, p: &Prediction, live: bool) -> Result<(), Str
         ));
     }
     for o in &p.allowed {
-        let fits = match (call, o) {
-            (_, Outcome::Err(e)) => e.name().is_some() && !matches!(call, Call::Poll(_)),
-            (Call::Socket | Call::Accept(_), Outcome::Created) => true,
-            (Call::Write(_, d), Outcome::Wrote(n)) => *n <= d.len() && (*n > 0 || d.is_empty()),
-            (Call::Read(_, n), Outcome::Data(d)) => d.len() <= *n,
-            (Call::GetSockName(_) | Call::GetPeerName(_), Outcome::Addr(_)) => true,
-            (Call::Poll(_), Outcome::Ready(e)) => live || *e == Events::NVAL,
+        let fits = match (call, &o.value) {
+            (_, Value::Err(e)) => e.name().is_some() && !matches!(call, Call::Poll(_)),
+            (Call::Socket(_) | Call::Dup(_), Value::Created) => true,
+            (Call::Socketpair(_), Value::Pair) => true,
+            (Call::Accept(..), Value::Accepted(_)) => true,
+            (Call::Write(_, d), Value::Wrote(n)) => *n <= d.len() && (*n > 0 || d.is_empty()),
+            (Call::Read(_, n), Value::Recv(r)) => r.data.len() <= *n,
+            (Call::GetSockName(..) | Call::GetPeerName(..), Value::Addr(_)) => true,
+            (Call::Poll(_), Value::Ready(e)) => live || *e == Events::NVAL,
             (
                 Call::Bind(..)
                 | Call::Listen(..)
@@ -704,7 +714,7 @@ fn check_outcome_kind(call: &Call, p: &Prediction, live: bool) -> Result<(), Str
                 | Call::Shutdown(..)
                 | Call::Close(_)
                 | Call::Unlink(_),
-                Outcome::Ok,
+                Value::Ok,
             ) => true,
             _ => false,
         };

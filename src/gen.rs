@@ -6,7 +6,7 @@
 use crate::check::auto_name;
 use crate::model::socket::{Addr, State};
 use crate::model::{Model, Params};
-use crate::script::{Call, How, Outcome, Script};
+use crate::script::{Addr as ScriptAddr, Call, How, Script, SockSpec, STREAM};
 
 /// Where choices come from. `below(n)` is in `0..n` (n ≥ 1); 0 is the simplest choice, so sources that
 /// shrink toward 0 shrink toward simpler scripts.
@@ -101,17 +101,13 @@ impl<S: Source> Gen<'_, S> {
     }
 
     fn emit(&mut self, call: Call) {
-        let new_name = if call.creates() {
-            auto_name(self.created)
-        } else {
-            String::new()
-        };
         // The scratch model never errs on names the generator itself made.
-        if let Ok(p) = self.model.step(&call, &new_name) {
-            if p.allowed.first() == Some(&Outcome::Created) {
-                self.created += 1;
-                self.names.push(new_name);
-            }
+        if let Ok(p) = self.model.step(&call) {
+            let n = p.allowed.first().map_or(0, |o| o.new_fds());
+            let new: Vec<String> = (0..n).map(|i| auto_name(self.created + i)).collect();
+            self.model.name_new(&new);
+            self.created += n;
+            self.names.extend(new);
         }
         self.calls.push(call);
     }
@@ -184,10 +180,10 @@ impl<S: Source> Gen<'_, S> {
         let listeners =
             self.live(|s| s.state == State::Listening && matches!(s.addr, Some(Addr::Path(_))));
         let l = if listeners.is_empty() {
-            self.emit(Call::Socket);
+            self.emit(Call::Socket(SockSpec::of(STREAM)));
             let l = self.names.last().cloned().unwrap_or_default();
             let p = self.pick(PATHS).to_vec();
-            self.emit(Call::Bind(l.clone(), p));
+            self.emit(Call::Bind(l.clone(), ScriptAddr::Path(p)));
             let b = *self.pick(BACKLOGS);
             self.emit(Call::Listen(l.clone(), b));
             l
@@ -197,11 +193,11 @@ impl<S: Source> Gen<'_, S> {
         let Some(Addr::Path(p)) = self.model.sock_of(&l).and_then(|s| s.addr.clone()) else {
             return;
         };
-        self.emit(Call::Socket);
+        self.emit(Call::Socket(SockSpec::of(STREAM)));
         let c = self.names.last().cloned().unwrap_or_default();
-        self.emit(Call::Connect(c, p));
+        self.emit(Call::Connect(c, ScriptAddr::Path(p)));
         if self.chance(80) {
-            self.emit(Call::Accept(l));
+            self.emit(Call::Accept(l, false, None));
         }
     }
 
@@ -210,26 +206,26 @@ impl<S: Source> Gen<'_, S> {
         match self.src.below(20) {
             // Recipes that build state.
             0 | 1 => {
-                self.emit(Call::Socket);
+                self.emit(Call::Socket(SockSpec::of(STREAM)));
                 let s = self.names.last().cloned().unwrap_or_default();
                 let p = self.path();
-                self.emit(Call::Bind(s.clone(), p));
+                self.emit(Call::Bind(s.clone(), ScriptAddr::Path(p)));
                 let b = *self.pick(BACKLOGS);
                 self.emit(Call::Listen(s, b));
             }
             2 | 3 => {
-                self.emit(Call::Socket);
+                self.emit(Call::Socket(SockSpec::of(STREAM)));
                 let s = self.names.last().cloned().unwrap_or_default();
                 if self.chance(10) {
                     let p = self.path();
-                    self.emit(Call::Bind(s.clone(), p));
+                    self.emit(Call::Bind(s.clone(), ScriptAddr::Path(p)));
                 }
                 let p = self.listener_path();
-                self.emit(Call::Connect(s, p));
+                self.emit(Call::Connect(s, ScriptAddr::Path(p)));
             }
             4 | 5 => {
                 if let Some(s) = self.subject(|s| s.state == State::Listening) {
-                    self.emit(Call::Accept(s));
+                    self.emit(Call::Accept(s, false, None));
                 }
             }
             6..=8 => {
@@ -262,7 +258,7 @@ impl<S: Source> Gen<'_, S> {
             }
             12 => {
                 if let Some(s) = self.subject(connected) {
-                    let h = *self.pick(&[How::Wr, How::Rd, How::RdWr]);
+                    let h = *self.pick(&[How::WR, How::RD, How::RDWR]);
                     self.emit(Call::Shutdown(s, h));
                 }
             }
@@ -279,9 +275,9 @@ impl<S: Source> Gen<'_, S> {
             16 => {
                 if let Some(s) = self.subject(|_| true) {
                     let c = if self.chance(50) {
-                        Call::GetSockName(s)
+                        Call::GetSockName(s, None)
                     } else {
-                        Call::GetPeerName(s)
+                        Call::GetPeerName(s, None)
                     };
                     self.emit(c);
                 }
@@ -294,18 +290,18 @@ impl<S: Source> Gen<'_, S> {
                 // A call in a state where it is probably an error.
                 if let Some(s) = self.subject(|_| true) {
                     let c = match self.src.below(7) {
-                        0 => Call::Bind(s, self.path()),
+                        0 => Call::Bind(s, ScriptAddr::Path(self.path())),
                         1 => Call::Listen(s, *self.pick(BACKLOGS)),
-                        2 => Call::Accept(s),
-                        3 => Call::Connect(s, self.listener_path()),
-                        4 => Call::Shutdown(s, *self.pick(&[How::Wr, How::Rd, How::RdWr])),
+                        2 => Call::Accept(s, false, None),
+                        3 => Call::Connect(s, ScriptAddr::Path(self.listener_path())),
+                        4 => Call::Shutdown(s, *self.pick(&[How::WR, How::RD, How::RDWR])),
                         5 => Call::Write(s, self.data()),
                         _ => Call::Read(s, *self.pick(READ_SIZES)),
                     };
                     self.emit(c);
                 }
             }
-            _ => self.emit(Call::Socket),
+            _ => self.emit(Call::Socket(SockSpec::of(STREAM))),
         }
     }
 }

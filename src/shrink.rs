@@ -2,7 +2,7 @@
 //! them disagree (lines removed, data cut), with names renumbered `s0, s1, …` in creation order.
 
 use crate::check::{auto_name, CheckError, Checker, Options, Run};
-use crate::script::{Call, Expect, Line, Name, Outcome, Script};
+use crate::script::{Expect, ExpectValue, Line, Name, Script, Value};
 use std::collections::HashMap;
 
 /// Whether the model disagrees with the kernel on `s`.
@@ -17,8 +17,14 @@ fn pin_names(run: &Run) -> Script {
         .iter()
         .map(|st| Line {
             call: st.line.call.clone(),
-            expect: match (&st.kernel, &st.created) {
-                (Outcome::Created, Some(n)) => Some(Expect::Named(n.clone())),
+            expect: match &st.kernel.value {
+                Value::Created | Value::Pair => {
+                    Some(Expect::plain(ExpectValue::Named(st.created.clone())))
+                }
+                Value::Accepted(_) => Some(Expect::plain(ExpectValue::Accepted(
+                    st.created.first().cloned().unwrap_or_default(),
+                    None,
+                ))),
                 _ => None,
             },
             line_no: 0,
@@ -33,27 +39,33 @@ fn renumber(s: &Script) -> Script {
     let mut out = s.clone();
     for l in &mut out.lines {
         l.line_no = 0;
-        if let Some(n) = l.call.subject_mut() {
+        for n in l.call.names_mut() {
             if let Some(new) = map.get(n) {
                 *n = new.clone();
             }
         }
-        if let Some(Expect::Named(n)) = &mut l.expect {
+        let written: Vec<Name> = match l.expect.as_ref().map(|e| &e.value) {
+            Some(ExpectValue::Named(v)) => v.clone(),
+            Some(ExpectValue::Accepted(n, None)) => vec![n.clone()],
+            _ => continue,
+        };
+        for n in written {
             let new = auto_name(map.len());
-            map.insert(std::mem::replace(n, new.clone()), new);
+            map.insert(n, new);
         }
+        l.expect = None;
     }
     out
 }
 
 fn with_data(l: &Line, d: Vec<u8>) -> Option<Line> {
-    match &l.call {
-        Call::Write(n, old) if d.len() < old.len() => Some(Line {
-            call: Call::Write(n.clone(), d),
-            ..l.clone()
-        }),
-        _ => None,
+    let mut out = l.clone();
+    let old = out.call.data_mut()?;
+    if d.len() >= old.len() {
+        return None;
     }
+    *old = d;
+    Some(out)
 }
 
 /// The minimal diverging script, or `None` if `script` does not diverge.
@@ -79,7 +91,7 @@ pub fn shrink(ck: &mut Checker, script: &Script) -> Result<Option<Script>, Check
         }
         // Cut written data.
         for i in 0..cur.lines.len() {
-            let Call::Write(_, data) = &cur.lines[i].call else {
+            let Some(data) = cur.lines[i].call.data() else {
                 continue;
             };
             let byte = data.first().copied().unwrap_or(b'x');

@@ -2,21 +2,26 @@
 
 use udsim::check::{Checker, Options};
 use udsim::kernel::Kernel;
-use udsim::script::{parse, Call, Outcome};
+use udsim::script::{parse, Addr, AddrOut, Call, Outcome, SockSpec, Value, STREAM};
+
+fn socket(k: &mut Kernel, name: &str) {
+    k.run(&Call::Socket(SockSpec::of(STREAM))).expect("run");
+    k.name_new(&[name.to_string()]);
+}
 
 #[test]
 fn a_108_byte_path_reaches_the_kernel_as_written() {
     let mut k = Kernel::new().expect("executor");
-    k.run(&Call::Socket, "a").expect("run");
+    socket(&mut k, "a");
     let path = vec![b'p'; 108];
     assert_eq!(
-        k.run(&Call::Bind("a".into(), path.clone()), "")
+        k.run(&Call::Bind("a".into(), Addr::Path(path.clone())))
             .expect("run"),
-        Outcome::Ok
+        Outcome::OK
     );
     assert_eq!(
-        k.run(&Call::GetSockName("a".into()), "").expect("run"),
-        Outcome::Addr(Some(path))
+        k.run(&Call::GetSockName("a".into(), None)).expect("run"),
+        Outcome::of(Value::Addr(AddrOut::path(&path)))
     );
     // The file is in the private directory and nowhere else.
     assert!(k.dir().join("p".repeat(108)).exists());
@@ -25,8 +30,8 @@ fn a_108_byte_path_reaches_the_kernel_as_written() {
 #[test]
 fn reset_closes_everything_and_empties_the_directory() {
     let mut k = Kernel::new().expect("executor");
-    k.run(&Call::Socket, "a").expect("run");
-    k.run(&Call::Bind("a".into(), b"x.sock".to_vec()), "")
+    socket(&mut k, "a");
+    k.run(&Call::Bind("a".into(), Addr::Path(b"x.sock".to_vec())))
         .expect("run");
     assert!(k.dir().join("x.sock").exists());
     k.reset().expect("reset");

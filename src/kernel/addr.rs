@@ -2,7 +2,7 @@
 //! the length passed is `2 + len + 1` (len ≤ 107), `2 + 108` (len = 108, no NUL) or `2 + len` (len > 108).
 //! (nix's `UnixAddr` refuses a 108-byte path the kernel accepts, so it cannot stand in the kernel's way.)
 
-use crate::script::{Errno, Outcome};
+use crate::script::{AddrOut, Errno, Outcome, Value};
 use nix::libc;
 
 /// Room for the longest address a script may spell.
@@ -37,9 +37,18 @@ impl RawAddr {
     }
 }
 
-/// getsockname / getpeername, as the script prints them: the path without its terminating NUL, or unnamed.
+/// An address the kernel filled into `buf` with returned length `len`, as `AddrOut`.
+pub fn returned(buf: &[u8], len: libc::socklen_t) -> AddrOut {
+    let copied = (len as usize).min(buf.len());
+    AddrOut::Raw {
+        path: buf.get(2..copied).unwrap_or(&[]).to_vec(),
+        len,
+    }
+}
+
+/// getsockname / getpeername with a 128-byte buffer.
 pub fn get_name(fd: libc::c_int, peer: bool) -> Outcome {
-    let mut buf = [0u8; 512];
+    let mut buf = [0u8; 128];
     let mut len = buf.len() as libc::socklen_t;
     // SAFETY: buf outlives the call and `len` is its size.
     let r = unsafe {
@@ -50,17 +59,7 @@ pub fn get_name(fd: libc::c_int, peer: bool) -> Outcome {
         }
     };
     if r < 0 {
-        return Outcome::Err(Errno(nix::errno::Errno::last_raw()));
+        return Outcome::err(Errno(nix::errno::Errno::last_raw()));
     }
-    let len = (len as usize).min(buf.len());
-    if len <= 2 {
-        return Outcome::Addr(None);
-    }
-    let mut path = &buf[2..len];
-    if path.first() != Some(&0) {
-        // A filesystem name: the kernel returns it with its terminating NUL (and nothing after it).
-        let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
-        path = &path[..end];
-    }
-    Outcome::Addr(Some(path.to_vec()))
+    Outcome::of(Value::Addr(returned(&buf, len)))
 }

@@ -10,7 +10,7 @@
 mod addr;
 pub mod calibrate;
 
-use crate::script::{Call, Errno, Events, How, Name, Outcome};
+use crate::script::{Addr, Call, Errno, Events, Name, Outcome, Received, SockSpec, Value, STREAM};
 use nix::libc;
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -49,6 +49,8 @@ pub enum KernelError {
     Setup(String),
     /// A name the executor does not know (the checker rejects these first).
     UnknownName(Name),
+    /// A call this executor cannot run yet.
+    Unsupported(String),
 }
 
 impl std::fmt::Display for KernelError {
@@ -56,6 +58,7 @@ impl std::fmt::Display for KernelError {
         match self {
             KernelError::Setup(m) => write!(f, "cannot set up the kernel executor: {m}"),
             KernelError::UnknownName(n) => write!(f, "unknown socket name `{n}`"),
+            KernelError::Unsupported(c) => write!(f, "the kernel executor cannot run `{c}` yet"),
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct Kernel {
     names: HashMap<Name, Slot>,
     /// Sockets whose name was taken by a later creating call: kept open, as in the model.
     orphans: Vec<OwnedFd>,
+    /// Descriptors the last call created, waiting for `name_new`.
+    fresh: Vec<OwnedFd>,
     buf: Vec<u8>,
 }
 
@@ -83,9 +88,9 @@ fn errno() -> Errno {
 
 fn ok_or_errno(r: libc::c_int) -> Outcome {
     if r < 0 {
-        Outcome::Err(errno())
+        Outcome::err(errno())
     } else {
-        Outcome::Ok
+        Outcome::OK
     }
 }
 
@@ -109,6 +114,7 @@ impl Kernel {
             dirfd,
             names: HashMap::new(),
             orphans: Vec::new(),
+            fresh: Vec::new(),
             buf: Vec::new(),
         })
     }
@@ -123,6 +129,7 @@ impl Kernel {
     pub fn reset(&mut self) -> Result<(), KernelError> {
         self.names.clear();
         self.orphans.clear();
+        self.fresh.clear();
         let entries = std::fs::read_dir(self.dir.path())
             .map_err(|e| KernelError::Setup(format!("read dir: {e}")))?;
         for e in entries.flatten() {
@@ -168,13 +175,25 @@ impl Kernel {
         }
     }
 
-    fn adopt(&mut self, fd: RawFd, name: &str) -> Outcome {
-        // SAFETY: `fd` was just returned by socket()/accept4() and is owned by nobody else.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        if let Some(Slot::Open(old)) = self.names.insert(name.to_string(), Slot::Open(owned)) {
-            self.orphans.push(old);
+    /// Keeps a descriptor the current call created until `name_new` names it.
+    fn adopt(&mut self, fd: RawFd) {
+        // SAFETY: `fd` was just returned by the kernel to this call and is owned by nobody else.
+        self.fresh.push(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+
+    /// Names the descriptors the last call created, in order; any left unnamed stay open, unreachable.
+    pub fn name_new(&mut self, names: &[Name]) {
+        let fresh = std::mem::take(&mut self.fresh);
+        for (i, fd) in fresh.into_iter().enumerate() {
+            match names.get(i) {
+                Some(n) => {
+                    if let Some(Slot::Open(old)) = self.names.insert(n.clone(), Slot::Open(fd)) {
+                        self.orphans.push(old);
+                    }
+                }
+                None => self.orphans.push(fd),
+            }
         }
-        Outcome::Created
     }
 
     /// Whether `name` is known (open or closed).
@@ -187,12 +206,13 @@ impl Kernel {
         self.fd(name).ok()
     }
 
-    /// Runs one call. A creating call that succeeds names its socket `new_name`.
-    pub fn run(&mut self, call: &Call, new_name: &str) -> Result<Outcome, KernelError> {
+    /// Runs one call. Descriptors it creates are named afterwards with `name_new`.
+    pub fn run(&mut self, call: &Call) -> Result<Outcome, KernelError> {
+        self.orphans.append(&mut self.fresh);
         // SAFETY (all libc calls below): every pointer passed points into a live buffer of at least the
         // length passed with it; fds are ours or CLOSED_FD.
         let out = match call {
-            Call::Socket => {
+            Call::Socket(spec) if *spec == SockSpec::of(STREAM) => {
                 let fd = unsafe {
                     libc::socket(
                         libc::AF_UNIX,
@@ -201,37 +221,41 @@ impl Kernel {
                     )
                 };
                 if fd < 0 {
-                    Outcome::Err(errno())
+                    Outcome::err(errno())
                 } else {
-                    self.adopt(fd, new_name)
+                    self.adopt(fd);
+                    Outcome::of(Value::Created)
                 }
             }
-            Call::Bind(s, a) => {
+            Call::Bind(s, Addr::Path(a)) => {
                 let fd = self.fd(s)?;
                 let _in_dir = self.enter_dir()?;
                 let ra = RawAddr::new(a);
                 ok_or_errno(unsafe { libc::bind(fd, ra.ptr(), ra.socklen()) })
             }
-            Call::Connect(s, a) => {
+            Call::Connect(s, Addr::Path(a)) => {
                 let fd = self.fd(s)?;
                 let _in_dir = self.enter_dir()?;
                 let ra = RawAddr::new(a);
                 ok_or_errno(unsafe { libc::connect(fd, ra.ptr(), ra.socklen()) })
             }
             Call::Listen(s, n) => ok_or_errno(unsafe { libc::listen(self.fd(s)?, *n) }),
-            Call::Accept(s) => {
+            Call::Accept(s, false, None) => {
+                let mut buf = [0u8; 128];
+                let mut len = buf.len() as libc::socklen_t;
                 let fd = unsafe {
                     libc::accept4(
                         self.fd(s)?,
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
+                        buf.as_mut_ptr().cast(),
+                        &mut len,
                         libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                     )
                 };
                 if fd < 0 {
-                    Outcome::Err(errno())
+                    Outcome::err(errno())
                 } else {
-                    self.adopt(fd, new_name)
+                    self.adopt(fd);
+                    Outcome::of(Value::Accepted(addr::returned(&buf, len)))
                 }
             }
             Call::Write(s, d) => {
@@ -239,9 +263,9 @@ impl Kernel {
                     libc::send(self.fd(s)?, d.as_ptr().cast(), d.len(), libc::MSG_NOSIGNAL)
                 };
                 if r < 0 {
-                    Outcome::Err(errno())
+                    Outcome::err(errno())
                 } else {
-                    Outcome::Wrote(r as usize)
+                    Outcome::of(Value::Wrote(r as usize))
                 }
             }
             Call::Read(s, n) => {
@@ -251,19 +275,14 @@ impl Kernel {
                 }
                 let r = unsafe { libc::recv(fd, self.buf.as_mut_ptr().cast(), *n, 0) };
                 if r < 0 {
-                    Outcome::Err(errno())
+                    Outcome::err(errno())
                 } else {
-                    Outcome::Data(self.buf[..r as usize].to_vec())
+                    Outcome::of(Value::Recv(Received::bytes(
+                        self.buf[..r as usize].to_vec(),
+                    )))
                 }
             }
-            Call::Shutdown(s, h) => {
-                let how = match h {
-                    How::Rd => libc::SHUT_RD,
-                    How::Wr => libc::SHUT_WR,
-                    How::RdWr => libc::SHUT_RDWR,
-                };
-                ok_or_errno(unsafe { libc::shutdown(self.fd(s)?, how) })
-            }
+            Call::Shutdown(s, h) => ok_or_errno(unsafe { libc::shutdown(self.fd(s)?, h.0) }),
             Call::Close(s) => match self.names.get_mut(s) {
                 Some(slot @ Slot::Open(_)) => {
                     let Slot::Open(fd) = std::mem::replace(slot, Slot::Closed) else {
@@ -280,8 +299,8 @@ impl Kernel {
                 let c = CString::new(&a[..end]).unwrap_or_default();
                 ok_or_errno(unsafe { libc::unlink(c.as_ptr()) })
             }
-            Call::GetSockName(s) => addr::get_name(self.fd(s)?, false),
-            Call::GetPeerName(s) => addr::get_name(self.fd(s)?, true),
+            Call::GetSockName(s, None) => addr::get_name(self.fd(s)?, false),
+            Call::GetPeerName(s, None) => addr::get_name(self.fd(s)?, true),
             Call::Poll(s) => {
                 let mut p = libc::pollfd {
                     fd: self.fd(s)?,
@@ -290,11 +309,12 @@ impl Kernel {
                 };
                 let r = unsafe { libc::poll(&mut p, 1, 0) };
                 if r < 0 {
-                    Outcome::Err(errno())
+                    Outcome::err(errno())
                 } else {
-                    Outcome::Ready(events(p.revents))
+                    Outcome::of(Value::Ready(events(p.revents)))
                 }
             }
+            _ => return Err(KernelError::Unsupported(crate::script::fmt_call(call))),
         };
         Ok(out)
     }

@@ -2,7 +2,7 @@
 //! pending error, receive queue and the send-buffer memory it has charged.
 
 use super::stream::Skb;
-use crate::script::Errno;
+use crate::script::{AddrOut, Errno};
 use std::collections::VecDeque;
 
 /// Index of a socket in the model's arena (sockets are never removed, only released).
@@ -29,11 +29,14 @@ pub enum Addr {
 }
 
 impl Addr {
-    /// The address as getsockname prints it.
-    pub fn bytes(&self) -> Vec<u8> {
+    /// The address as getsockname returns it: a path with its terminating NUL; an abstract name as bound.
+    pub fn out(&self) -> AddrOut {
         match self {
-            Addr::Path(p) => p.clone(),
-            Addr::Abstract(a) => a.clone(),
+            Addr::Path(p) => AddrOut::path(p),
+            Addr::Abstract(a) => AddrOut::Raw {
+                path: a.clone(),
+                len: 2 + a.len() as u32,
+            },
         }
     }
 }
