@@ -73,7 +73,64 @@ pub enum Addr {
     },
 }
 
+/// A `sockaddr` exactly as handed to the kernel: the bytes of the buffer (family first) and the length passed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SockAddrBytes {
+    /// At least 128 bytes (a `sockaddr_storage`), zero-padded, so any length up to 128 reads defined bytes.
+    pub buf: Vec<u8>,
+    pub len: u32,
+}
+
+impl SockAddrBytes {
+    /// `sa_family`.
+    pub fn family(&self) -> u16 {
+        u16::from_ne_bytes([self.buf[0], self.buf[1]])
+    }
+
+    /// The `sun_path` bytes within the length passed (capped at the buffer).
+    pub fn sun_path(&self) -> &[u8] {
+        let end = (self.len as usize).min(self.buf.len());
+        self.buf.get(2..end).unwrap_or(&[])
+    }
+}
+
+/// The v1 length rule for a `sun_path` of `n` bytes: `2 + n + 1` up to 107, `2 + 108` for 108, `2 + n` beyond.
+pub fn v1_len(n: usize) -> u32 {
+    (match n {
+        0..=107 => 2 + n + 1,
+        108 => 2 + 108,
+        _ => 2 + n,
+    }) as u32
+}
+
 impl Addr {
+    /// The sockaddr this address hands the kernel (`None` for `@autoN`, which the checker resolves first).
+    pub fn encode(&self) -> Option<SockAddrBytes> {
+        let (family, path, len): (i32, &[u8], u32) = match self {
+            Addr::Path(p) => (1, p, v1_len(p.len())),
+            Addr::Abstract(d) => {
+                let mut buf = vec![0u8; (3 + d.len()).max(128)];
+                buf[..2].copy_from_slice(&1u16.to_ne_bytes());
+                buf[3..3 + d.len()].copy_from_slice(d);
+                return Some(SockAddrBytes {
+                    buf,
+                    len: 3 + d.len() as u32,
+                });
+            }
+            Addr::Auto(_) => return None,
+            Addr::Unnamed => (1, &[], 2),
+            Addr::Raw { family, path, len } => {
+                let p = path.as_deref().unwrap_or(&[]);
+                let default = if path.is_some() { v1_len(p.len()) } else { 2 };
+                (family.unwrap_or(1), p, len.unwrap_or(default))
+            }
+        };
+        let mut buf = vec![0u8; (2 + path.len() + 1).max(128)];
+        buf[..2].copy_from_slice(&(family as u16).to_ne_bytes());
+        buf[2..2 + path.len()].copy_from_slice(path);
+        Some(SockAddrBytes { buf, len })
+    }
+
     /// The filesystem path this address names for the private-directory rule, if any (bytes up to the first
     /// NUL, when the first byte is not NUL).
     pub fn fs_path(&self) -> Option<&[u8]> {
