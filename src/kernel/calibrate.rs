@@ -1,4 +1,8 @@
 //! Measures the model's host parameters on the running kernel, once per process.
+//!
+//! Values that live in the network namespace (somaxconn, max_dgram_qlen) are measured in a private one when
+//! the process may make one, as the executor's threads run scripts in one (a new namespace starts from the
+//! kernel's defaults, not the host's tuning).
 
 use crate::model::Params;
 use nix::libc;
@@ -9,25 +13,91 @@ static PARAMS: OnceLock<Result<Params, String>> = OnceLock::new();
 
 /// The host parameters, measured on first use and then shared by every model in the process.
 pub fn params() -> Result<Params, String> {
-    PARAMS.get_or_init(measure).clone()
+    PARAMS
+        .get_or_init(|| {
+            std::thread::spawn(|| {
+                // Best effort: without the privilege the executor shares the host's namespace too.
+                let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET);
+                measure()
+            })
+            .join()
+            .unwrap_or_else(|_| Err("calibration thread panicked".into()))
+        })
+        .clone()
 }
 
-fn pair() -> Result<(OwnedFd, OwnedFd), String> {
+fn last() -> String {
+    nix::errno::Errno::last().to_string()
+}
+
+fn pair(ty: libc::c_int) -> Result<(OwnedFd, OwnedFd), String> {
     let mut fds = [0; 2];
     // SAFETY: fds has room for the two descriptors socketpair writes.
     let r = unsafe {
         libc::socketpair(
             libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
             0,
             fds.as_mut_ptr(),
         )
     };
     if r < 0 {
-        return Err(format!("socketpair: {}", nix::errno::Errno::last()));
+        return Err(format!("socketpair: {}", last()));
     }
     // SAFETY: both fds were just created and are owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn socket(ty: libc::c_int) -> Result<OwnedFd, String> {
+    // SAFETY: plain socket(2).
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(format!("socket: {}", last()));
+    }
+    // SAFETY: just created, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn get_int(fd: RawFd, opt: libc::c_int) -> Result<usize, String> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v and len are live and sized for one int.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(format!("getsockopt({opt}): {}", last()));
+    }
+    Ok(v as usize)
+}
+
+fn set_int(fd: RawFd, opt: libc::c_int, v: libc::c_int) -> Result<(), String> {
+    // SAFETY: v is live and one int long.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(format!("setsockopt({opt}): {}", last()));
+    }
+    Ok(())
 }
 
 /// SIOCOUTQ on an AF_UNIX socket: the send memory it has charged (sk_wmem_alloc), not a byte count.
@@ -36,7 +106,7 @@ fn outq(fd: RawFd) -> Result<usize, String> {
     // SAFETY: SIOCOUTQ writes one int.
     let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut v) };
     if r < 0 {
-        return Err(format!("ioctl(SIOCOUTQ): {}", nix::errno::Errno::last()));
+        return Err(format!("ioctl(SIOCOUTQ): {}", last()));
     }
     Ok(v as usize)
 }
@@ -45,7 +115,7 @@ fn send(fd: RawFd, buf: &[u8]) -> Result<usize, String> {
     // SAFETY: buf is live for the call.
     let r = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
     if r < 0 {
-        return Err(format!("send: {}", nix::errno::Errno::last()));
+        return Err(format!("send: {}", last()));
     }
     Ok(r as usize)
 }
@@ -54,7 +124,7 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> Result<usize, String> {
     // SAFETY: buf is live and writable for the call.
     let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
     if r < 0 {
-        return Err(format!("recv: {}", nix::errno::Errno::last()));
+        return Err(format!("recv: {}", last()));
     }
     Ok(r as usize)
 }
@@ -71,25 +141,115 @@ fn drain(fd: RawFd, buf: &mut [u8], mut n: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn measure() -> Result<Params, String> {
-    let (a, b) = pair()?;
-    let (a, b) = (a.as_raw_fd(), b.as_raw_fd());
-    let sndbuf = nix::sys::socket::getsockopt(
-        // SAFETY: `a` stays open for this call.
-        &unsafe { std::os::fd::BorrowedFd::borrow_raw(a) },
-        nix::sys::socket::sockopt::SndBuf,
-    )
-    .map_err(|e| format!("getsockopt(SO_SNDBUF): {e}"))?;
-    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-        .map_err(|e| format!("read /proc/sys/net/core/somaxconn: {e}"))?
+fn proc_u32(path: &str) -> Result<u32, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("read {path}: {e}"))?
         .trim()
         .parse::<u32>()
-        .map_err(|e| format!("parse somaxconn: {e}"))?;
-    let data = vec![0x5au8; sndbuf];
-    let mut buf = vec![0u8; sndbuf];
+        .map_err(|e| format!("parse {path}: {e}"))
+}
 
-    // max_chunk: the largest write that stays one skb. Write c bytes and read back c-1: if the write made one
-    // skb it is still charged in full; if two, the first one was freed.
+/// Runs of a piecewise-constant function over `lo..=hi`, sampled every `step` and bisected where two samples
+/// differ (each change found exactly, assuming at most one change between neighbouring samples).
+fn runs(
+    lo: usize,
+    hi: usize,
+    step: usize,
+    f: &mut impl FnMut(usize) -> Result<usize, String>,
+) -> Result<Vec<(usize, usize)>, String> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    let mut prev = (lo, f(lo)?);
+    out.push(prev);
+    let mut x = lo;
+    while x < hi {
+        let next = (x + step).min(hi);
+        let v = f(next)?;
+        if v != prev.1 {
+            // The first length in (x, next] with value v.
+            let (mut a, mut b) = (x, next);
+            while b - a > 1 {
+                let mid = a + (b - a) / 2;
+                if f(mid)? == prev.1 {
+                    a = mid;
+                } else {
+                    b = mid;
+                }
+            }
+            let vb = f(b)?;
+            out.push((b, vb));
+            prev = (b, vb);
+            if vb != v {
+                out.push((next, v));
+                prev = (next, v);
+            }
+        }
+        x = next;
+    }
+    Ok(out)
+}
+
+fn measure() -> Result<Params, String> {
+    let probe = socket(libc::SOCK_STREAM)?;
+    let p = probe.as_raw_fd();
+    let sndbuf = get_int(p, libc::SO_SNDBUF)?;
+    let rcvbuf = get_int(p, libc::SO_RCVBUF)?;
+    set_int(p, libc::SO_SNDBUF, 0)?;
+    let min_sndbuf = get_int(p, libc::SO_SNDBUF)?;
+    set_int(p, libc::SO_RCVBUF, 0)?;
+    let min_rcvbuf = get_int(p, libc::SO_RCVBUF)?;
+    set_int(p, libc::SO_SNDBUF, libc::c_int::MAX)?;
+    let wmem_max = get_int(p, libc::SO_SNDBUF)? / 2;
+    set_int(p, libc::SO_RCVBUF, libc::c_int::MAX)?;
+    let rmem_max = get_int(p, libc::SO_RCVBUF)? / 2;
+    let tick_us = {
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 1,
+        };
+        // SAFETY: tv is a live timeval.
+        let r = unsafe {
+            libc::setsockopt(
+                p,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(format!("setsockopt(SO_RCVTIMEO): {}", last()));
+        }
+        let mut back = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        };
+        let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+        // SAFETY: back and len are live and sized for a timeval.
+        let r = unsafe {
+            libc::getsockopt(
+                p,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&mut back as *mut libc::timeval).cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return Err(format!("getsockopt(SO_RCVTIMEO): {}", last()));
+        }
+        (back.tv_sec as u64 * 1_000_000 + back.tv_usec as u64).max(1)
+    };
+    let somaxconn = proc_u32("/proc/sys/net/core/somaxconn")?;
+
+    // max_chunk, on a pair whose send buffer is as large as it gets, so that the per-skb cap shows (not
+    // sndbuf / 2 - 64). Write c bytes and read back c-1: if the write made one skb it is still charged in full;
+    // if two, the first one was freed.
+    let (a, b) = pair(libc::SOCK_STREAM)?;
+    let (a, b) = (a.as_raw_fd(), b.as_raw_fd());
+    set_int(a, libc::SO_SNDBUF, libc::c_int::MAX)?;
+    let big = get_int(a, libc::SO_SNDBUF)?;
+    let data = vec![0x5au8; big];
+    let mut buf = vec![0u8; big];
     let one_skb = |c: usize, buf: &mut [u8]| -> Result<bool, String> {
         let sent = send(a, &data[..c])?;
         let before = outq(a)?;
@@ -98,7 +258,7 @@ fn measure() -> Result<Params, String> {
         drain(b, buf, 1)?;
         Ok(sent == c && after == before)
     };
-    let (mut lo, mut hi) = (1usize, sndbuf / 2);
+    let (mut lo, mut hi) = (1usize, big / 2);
     if !one_skb(lo, &mut buf)? {
         return Err("a 1-byte write did not stay in one skb".into());
     }
@@ -112,23 +272,94 @@ fn measure() -> Result<Params, String> {
     }
     let max_chunk = lo;
 
-    // truesize of every payload length, stored as runs.
-    let mut truesize_runs: Vec<(usize, usize)> = Vec::new();
-    for c in 1..=max_chunk {
+    // truesize of every stream payload length, stored as runs.
+    let mut stream_ts = |c: usize| -> Result<usize, String> {
         send(a, &data[..c])?;
         let t = outq(a)?;
         drain(b, &mut buf, c)?;
-        if truesize_runs.last().map(|r| r.1) != Some(t) {
-            truesize_runs.push((c, t));
-        }
-    }
+        Ok(t)
+    };
+    let truesize_runs = runs(1, max_chunk, 1, &mut stream_ts)?;
     if outq(a)? != 0 {
         return Err("send memory still charged after calibration".into());
     }
+
+    // truesize of every datagram length up to the largest datagram of a default send buffer (a socketpair is
+    // connected both ways, so no queue limit applies; MSG_TRUNC reads drop the data without copying it).
+    let (da, db) = pair(libc::SOCK_DGRAM)?;
+    let (da, db) = (da.as_raw_fd(), db.as_raw_fd());
+    let dgram_max = sndbuf.saturating_sub(32);
+    let mut small = [0u8; 1];
+    let mut dgram_ts = |c: usize| -> Result<usize, String> {
+        send(da, &data[..c])?;
+        let t = outq(da)?;
+        // SAFETY: small is live and writable.
+        let r = unsafe { libc::recv(db, small.as_mut_ptr().cast(), 1, libc::MSG_TRUNC) };
+        if r < 0 {
+            return Err(format!("recv: {}", last()));
+        }
+        Ok(t)
+    };
+    let dgram_truesize_runs = runs(0, dgram_max, 64, &mut dgram_ts)?;
+
+    // max_dgram_qlen: an unconnected sender fills a bound receiver; it takes qlen + 1 datagrams.
+    let rx = socket(libc::SOCK_DGRAM)?;
+    let tx = socket(libc::SOCK_DGRAM)?;
+    set_int(tx.as_raw_fd(), libc::SO_SNDBUF, libc::c_int::MAX)?;
+    let mut name = [0u8; 2];
+    name.copy_from_slice(&(libc::AF_UNIX as libc::sa_family_t).to_ne_bytes());
+    // SAFETY: binding with the family alone (2 bytes) autobinds.
+    if unsafe { libc::bind(rx.as_raw_fd(), name.as_ptr().cast(), 2) } < 0 {
+        return Err(format!("bind (autobind): {}", last()));
+    }
+    let mut addr = [0u8; 128];
+    let mut alen = addr.len() as libc::socklen_t;
+    // SAFETY: addr and alen are live and sized.
+    if unsafe { libc::getsockname(rx.as_raw_fd(), addr.as_mut_ptr().cast(), &mut alen) } < 0 {
+        return Err(format!("getsockname: {}", last()));
+    }
+    let mut sent = 0u32;
+    loop {
+        // SAFETY: one byte from a live buffer to the address just read.
+        let r = unsafe {
+            libc::sendto(
+                tx.as_raw_fd(),
+                data.as_ptr().cast(),
+                1,
+                libc::MSG_NOSIGNAL,
+                addr.as_ptr().cast(),
+                alen,
+            )
+        };
+        if r < 0 {
+            break;
+        }
+        sent += 1;
+        if sent > 100_000 {
+            return Err("max_dgram_qlen: a receiver took 100000 datagrams".into());
+        }
+    }
+    let max_dgram_qlen = if outq(tx.as_raw_fd())? >= get_int(tx.as_raw_fd(), libc::SO_SNDBUF)? {
+        // The send buffer ran out first: fall back to the namespace's setting.
+        proc_u32("/proc/sys/net/unix/max_dgram_qlen")?
+    } else {
+        sent.saturating_sub(1)
+    };
+
     Ok(Params {
         sndbuf,
+        rcvbuf,
+        wmem_max,
+        rmem_max,
+        min_sndbuf,
+        min_rcvbuf,
         somaxconn,
+        max_dgram_qlen,
         max_chunk,
         truesize_runs,
+        dgram_truesize_runs,
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+        tick_us,
     })
 }

@@ -1,27 +1,35 @@
-//! The model: a pure state machine of Linux AF_UNIX stream sockets over filesystem paths. No syscalls.
+//! The model: a pure state machine of Linux AF_UNIX sockets (stream, datagram, seqpacket). No syscalls.
 //!
 //! `Model::step` predicts what one call returns, as the set of outcomes Linux may give (one outcome wherever the
-//! kernel is deterministic, which on one kernel is every call here) and the name of the rule that decided it.
-//! Rules are named after the behaviour (`backlog_admits_n_plus_one`); the names appear in divergence reports.
+//! kernel is deterministic) and the name of the rule that decided it. Rules are named after the behaviour
+//! (`backlog_admits_n_plus_one`); the names appear in divergence reports. Like `net/unix/af_unix.c`, the
+//! connection setup (`connect.rs`) is shared by stream and seqpacket, and the data paths differ: the byte
+//! stream (`stream.rs`), datagrams and records (`dgram.rs`); options and ioctls live in `options.rs`.
 
+pub mod addr;
+mod connect;
+mod dgram;
 pub mod namespace;
+mod options;
 pub mod params;
 mod poll;
 pub mod socket;
 pub mod stream;
 
-use crate::script::{Addr, SockSpec, STREAM};
-use crate::script::{AddrOut, Call, Errno, How, Name, Outcome, Received, Value};
-use namespace::{fs_path, Lookup, Namespace};
+use crate::script::{
+    AddrOut, Call, Creds, Errno, Flags, Name, Outcome, Pid, SockSpec, Value, DGRAM, MSG_DONTWAIT,
+    MSG_NOSIGNAL, SEQPACKET, STREAM,
+};
+use namespace::{Lookup, Namespace};
 pub use params::Params;
 use socket::{Addr as SockAddr, Sock, SockId, State};
 use std::collections::HashMap;
-use stream::Skb;
 
 /// What the model allows for one call, and the rule that decided it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prediction {
-    /// The outcomes Linux may give. Exactly one wherever the kernel is deterministic.
+    /// The outcomes Linux may give. Exactly one wherever the kernel is deterministic; none where the model
+    /// does not say (see `unmodelled`).
     pub allowed: Vec<Outcome>,
     pub rule: &'static str,
 }
@@ -40,6 +48,22 @@ impl Prediction {
 
     fn ok(rule: &'static str) -> Prediction {
         Prediction::one(rule, Value::Ok)
+    }
+
+    /// The call returned only because its timeout ran out.
+    fn waited(mut self) -> Prediction {
+        for o in &mut self.allowed {
+            o.waited = true;
+        }
+        self
+    }
+
+    /// The call raised SIGPIPE.
+    fn sigpipe(mut self) -> Prediction {
+        for o in &mut self.allowed {
+            o.sigpipe = true;
+        }
+        self
     }
 
     /// The model does not (yet) say what this call does: the checker stops comparing with the model here.
@@ -86,6 +110,9 @@ impl std::fmt::Display for ModelError {
 
 impl std::error::Error for ModelError {}
 
+/// The timeout the executor gives every blocking socket (SO_RCVTIMEO and SO_SNDTIMEO), in milliseconds.
+pub const BLOCKING_TIMEOUT_MS: u64 = 100;
+
 /// The model's whole world for one script.
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -93,20 +120,29 @@ pub struct Model {
     socks: Vec<Sock>,
     names: HashMap<Name, Handle>,
     fs: Namespace,
-    /// Abstract names in use (released sockets free theirs).
-    abstract_names: HashMap<Vec<u8>, SockId>,
+    /// Abstract names in use, per socket type (the kernel hashes the type into the name's bucket, so names
+    /// of different types never meet).
+    abstract_names: HashMap<(i32, Vec<u8>), SockId>,
+    /// The next autobind number to try.
+    next_auto: u32,
     /// Descriptors the last step created, waiting for `name_new`.
     fresh: Vec<SockId>,
+    /// The script thread's effective uid and gid.
+    euid: u32,
+    egid: u32,
 }
 
 impl Model {
     pub fn new(params: Params) -> Model {
         Model {
+            euid: params.uid,
+            egid: params.gid,
             params,
             socks: Vec::new(),
             names: HashMap::new(),
             fs: Namespace::default(),
             abstract_names: HashMap::new(),
+            next_auto: 0xf0000,
             fresh: Vec::new(),
         }
     }
@@ -117,11 +153,8 @@ impl Model {
 
     /// Forgets every socket and file, keeping the parameters.
     pub fn reset(&mut self) {
-        self.socks.clear();
-        self.names.clear();
-        self.fs = Namespace::default();
-        self.abstract_names.clear();
-        self.fresh.clear();
+        let params = self.params.clone();
+        *self = Model::new(params);
     }
 
     /// The socket behind a live name (`None` once closed).
@@ -178,7 +211,7 @@ impl Model {
                 _ => {}
             }
         }
-        if s.wmem >= self.params.sndbuf {
+        if s.wmem >= s.sndbuf {
             v.push("full-buffer");
         }
         if !s.rx.is_empty() {
@@ -204,8 +237,23 @@ impl Model {
         self.socks.len() - 1
     }
 
+    /// A fresh socket of a valid type, with this host's defaults.
+    fn fresh_sock(&self, ty: i32, blocking: bool) -> Sock {
+        let t = if blocking { BLOCKING_TIMEOUT_MS } else { 0 };
+        Sock {
+            ty,
+            nonblock: !blocking,
+            sndbuf: self.params.sndbuf,
+            rcvbuf: self.params.rcvbuf,
+            backlog: self.params.max_dgram_qlen,
+            rcvtimeo: t,
+            sndtimeo: t,
+            ..Sock::new()
+        }
+    }
+
     fn name_sock(&mut self, name: &str, id: SockId) {
-        // A name taken again leaves its old socket open but unreachable, exactly as the executor does.
+        // A name taken again leaves its old descriptor open but unreachable, exactly as the executor does.
         self.names.insert(name.to_string(), Handle::Open(id));
     }
 
@@ -220,56 +268,202 @@ impl Model {
 
     /// A new descriptor for `id`, to be named by `name_new`.
     fn install(&mut self, id: SockId) {
+        self.socks[id].refs += 1;
         self.fresh.push(id);
     }
 
-    /// Predicts one call and applies its effect (every prediction today is exact: one allowed outcome).
-    /// Descriptors the call creates are named afterwards with `name_new`.
+    /// The credentials the kernel records for this thread (SO_PEERCRED: effective ids).
+    fn my_creds(&self) -> Creds {
+        Creds {
+            pid: Pid::Own,
+            uid: self.euid.into(),
+            gid: self.egid.into(),
+        }
+    }
+
+    /// Predicts one call and applies its effect. Descriptors the call creates are named afterwards with
+    /// `name_new`.
     pub fn step(&mut self, call: &Call) -> Result<Prediction, ModelError> {
         self.fresh.clear();
         let Some(subject) = call.subject() else {
-            return Ok(match call {
-                Call::Unlink(a) => self.unlink(a),
-                Call::Socket(spec) if *spec == SockSpec::of(STREAM) => {
-                    let sid = self.new_sock(Sock::new());
-                    self.install(sid);
-                    Prediction::one("socket_creates", Value::Created)
-                }
-                _ => Prediction::unmodelled("not_modelled_yet"),
-            });
+            return Ok(self.step_unbound(call));
         };
+        if let Call::SendMsg(_, _, m) = call {
+            for r in m.rights.iter().flatten() {
+                self.handle(r)?;
+            }
+        }
         let sid = match self.handle(subject)? {
             Handle::Open(id) => id,
             Handle::Closed => return Ok(self.on_closed_fd(call)),
         };
-        Ok(match call {
-            Call::Bind(_, Addr::Path(a)) => self.bind(sid, a),
-            Call::Listen(_, n) => self.listen(sid, *n),
-            Call::Accept(_, false, None) => self.accept(sid),
-            Call::Connect(_, Addr::Path(a)) => self.connect(sid, a),
-            Call::Write(_, d) => self.write(sid, d),
-            Call::Read(_, n) => self.read(sid, *n),
-            Call::Shutdown(_, h) if h.is_valid() => self.shutdown(sid, *h),
-            Call::Close(s) => {
-                self.names.insert(s.clone(), Handle::Closed);
-                self.release(sid, false);
-                Prediction::ok("close_releases")
-            }
-            Call::GetSockName(_, None) => {
-                Prediction::one("getsockname_is_own_addr", addr_value(&self.socks[sid].addr))
-            }
-            Call::GetPeerName(_, None) => match self.socks[sid].peer {
-                // rule `getpeername_outlives_peer`: a released peer still answers with its address.
-                Some(p) => {
-                    Prediction::one("getpeername_is_peer_addr", addr_value(&self.socks[p].addr))
+        Ok(self.step_on(sid, call))
+    }
+
+    /// Calls that act on no socket: creating sockets, files, credentials.
+    fn step_unbound(&mut self, call: &Call) -> Prediction {
+        match call {
+            Call::Socket(spec) => match self.check_spec(spec) {
+                Err(p) => p,
+                Ok(ty) => {
+                    let sid = self.new_sock(self.fresh_sock(ty, spec.blocking));
+                    self.install(sid);
+                    Prediction::one("socket_creates", Value::Created)
                 }
+            },
+            Call::Socketpair(spec) => match self.check_spec(spec) {
+                Err(p) => p,
+                Ok(ty) => {
+                    // rule `socketpair_connects_two_unnamed`: two connected sockets, neither bound, each
+                    // recording the caller's credentials.
+                    let creds = self.my_creds();
+                    let a = self.new_sock(self.fresh_sock(ty, spec.blocking));
+                    let b = self.new_sock(self.fresh_sock(ty, spec.blocking));
+                    for (x, y) in [(a, b), (b, a)] {
+                        let s = &mut self.socks[x];
+                        s.state = State::Connected;
+                        s.peer = Some(y);
+                        s.peercred = Some(creds);
+                    }
+                    self.install(a);
+                    self.install(b);
+                    Prediction::one("socketpair_connects_two_unnamed", Value::Pair)
+                }
+            },
+            Call::Unlink(p) => self.unlink(p),
+            _ => Prediction::unmodelled("not_modelled_yet"),
+        }
+    }
+
+    /// rule `socket_type_checks`: `socket(2)` refuses flag bits other than NONBLOCK / CLOEXEC and types past
+    /// SOCK_MAX (EINVAL); `unix_create` refuses protocols other than 0 and PF_UNIX (EPROTONOSUPPORT), then
+    /// types other than STREAM, DGRAM, SEQPACKET and RAW, which becomes DGRAM (ESOCKTNOSUPPORT).
+    fn check_spec(&self, spec: &SockSpec) -> Result<i32, Prediction> {
+        const SOCK_TYPE_MASK: i32 = 0xf;
+        const SOCK_NONBLOCK: i32 = 0o4000;
+        const SOCK_CLOEXEC: i32 = 0o2000000;
+        const SOCK_MAX: i32 = 11;
+        let flags = spec.ty & !SOCK_TYPE_MASK;
+        if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+            return Err(Prediction::err(
+                "socket_flag_bits_are_einval",
+                Errno::EINVAL,
+            ));
+        }
+        let ty = spec.ty & SOCK_TYPE_MASK;
+        if ty >= SOCK_MAX {
+            return Err(Prediction::err(
+                "socket_type_past_max_is_einval",
+                Errno::EINVAL,
+            ));
+        }
+        let proto = spec.protocol.unwrap_or(0);
+        if proto != 0 && proto != 1 {
+            return Err(Prediction::err(
+                "socket_protocol_not_unix_is_eprotonosupport",
+                Errno::EPROTONOSUPPORT,
+            ));
+        }
+        match ty {
+            STREAM | DGRAM | SEQPACKET => Ok(ty),
+            3 => Ok(DGRAM),
+            _ => Err(Prediction::err(
+                "socket_type_unsupported_is_esocktnosupport",
+                Errno::ESOCKTNOSUPPORT,
+            )),
+        }
+    }
+
+    /// A call on an open socket.
+    fn step_on(&mut self, sid: SockId, call: &Call) -> Prediction {
+        match call {
+            Call::Bind(_, a) => match a.encode() {
+                Some(a) => self.bind(sid, &a),
+                None => Prediction::unmodelled("autobind_name_unresolved"),
+            },
+            Call::Listen(_, n) => self.listen(sid, *n),
+            Call::Accept(_, blocking, buf) => self.accept(sid, *blocking, *buf),
+            Call::Connect(_, a) => match a.encode() {
+                Some(a) => self.connect(sid, &a),
+                None => Prediction::unmodelled("autobind_name_unresolved"),
+            },
+            Call::Dup(_) => {
+                // rule `dup_names_the_same_socket`
+                self.install(sid);
+                Prediction::one("dup_names_the_same_socket", Value::Created)
+            }
+            Call::Nonblock(_, on) => {
+                // rule `nonblock_sets_the_open_file`: O_NONBLOCK belongs to the open file, so every name of
+                // the socket sees it; the executor gives a blocking socket's zero timeouts 100 ms.
+                let s = &mut self.socks[sid];
+                s.nonblock = *on;
+                if !*on {
+                    for t in [&mut s.rcvtimeo, &mut s.sndtimeo] {
+                        if *t == 0 {
+                            *t = BLOCKING_TIMEOUT_MS;
+                        }
+                    }
+                }
+                Prediction::ok("nonblock_sets_the_open_file")
+            }
+            Call::Write(_, d) => self.send(sid, d, None, Flags(MSG_NOSIGNAL)),
+            Call::Send(_, d, f) => self.send(sid, d, None, *f),
+            Call::SendTo(_, d, a, f) => match a.encode() {
+                Some(a) => self.send(sid, d, Some(&a), f.unwrap_or(Flags(MSG_NOSIGNAL))),
+                None => Prediction::unmodelled("autobind_name_unresolved"),
+            },
+            Call::SendMsg(_, d, m) => {
+                if m.rights.is_some() || m.creds.is_some() {
+                    return Prediction::unmodelled("descriptors_and_credentials_in_flight");
+                }
+                let to = match &m.to {
+                    Some(a) => match a.encode() {
+                        Some(a) => Some(a),
+                        None => return Prediction::unmodelled("autobind_name_unresolved"),
+                    },
+                    None => None,
+                };
+                self.send(sid, d, to.as_ref(), m.flags.unwrap_or(Flags(MSG_NOSIGNAL)))
+            }
+            Call::Read(_, n) => self.recv(sid, *n, Flags(0), Recv::Data),
+            Call::Recv(_, n, f) => self.recv(sid, *n, *f, Recv::Data),
+            Call::RecvFrom(_, n, f, buf) => self.recv(
+                sid,
+                *n,
+                f.unwrap_or_default(),
+                Recv::From(buf.unwrap_or(110)),
+            ),
+            Call::RecvMsg(_, n, f, space, buf) => {
+                if space.is_some_and(|s| s != 256) {
+                    return Prediction::unmodelled("control_buffer_size");
+                }
+                self.recv(
+                    sid,
+                    *n,
+                    f.unwrap_or_default(),
+                    Recv::Msg(buf.unwrap_or(110)),
+                )
+            }
+            Call::Shutdown(_, h) => self.shutdown(sid, h.0),
+            Call::Close(s) => self.close_name(s, sid),
+            Call::GetSockName(_, buf) => Prediction::one(
+                "getsockname_is_own_addr",
+                Value::Addr(addr_out(&self.socks[sid].addr).cut(buf.unwrap_or(128))),
+            ),
+            Call::GetPeerName(_, buf) => match self.socks[sid].peer {
+                // rule `getpeername_outlives_peer`: a released peer still answers with its address.
+                Some(p) => Prediction::one(
+                    "getpeername_is_peer_addr",
+                    Value::Addr(addr_out(&self.socks[p].addr).cut(buf.unwrap_or(128))),
+                ),
                 None => Prediction::err("getpeername_needs_peer", Errno::ENOTCONN),
             },
-            Call::Poll(_) => {
-                Prediction::one("poll_readiness", Value::Ready(poll::readiness(self, sid)))
-            }
+            Call::Poll(_) => poll::poll(self, sid),
+            Call::GetSockOpt(_, o) => self.getsockopt(sid, *o),
+            Call::SetSockOpt(_, o, v) => self.setsockopt(sid, *o, *v),
+            Call::Ioctl(_, r) => self.ioctl(sid, *r),
             _ => Prediction::unmodelled("not_modelled_yet"),
-        })
+        }
     }
 
     /// rule `closed_name_is_ebadf`: a closed name is an fd no process has open.
@@ -283,242 +477,68 @@ impl Model {
         }
     }
 
-    fn bind(&mut self, sid: SockId, a: &[u8]) -> Prediction {
-        if addr_too_long(a) {
-            return Prediction::err("addr_len_over_sockaddr_un_is_einval", Errno::EINVAL);
-        }
-        if is_abstract(a) {
-            return self.bind_abstract(sid, a);
-        }
-        let path = fs_path(a);
-        let (found, file) = match self.fs.lookup(path, true) {
-            Ok(r) => r,
-            Err(e) => return Prediction::err("bind_path_lookup", e),
-        };
-        match found {
-            // rule `bind_existing_path_is_eaddrinuse`: mknod finds the name taken (even when the socket that made
-            // it is gone, and before the already-bound check).
-            Lookup::Dir | Lookup::Socket(_) => {
-                Prediction::err("bind_existing_path_is_eaddrinuse", Errno::EADDRINUSE)
-            }
-            Lookup::Missing => {
-                if self.socks[sid].addr.is_some() {
-                    // rule `bind_twice_is_einval`: the file mknod made is removed again.
-                    return Prediction::err("bind_twice_is_einval", Errno::EINVAL);
-                }
-                self.fs.create(file, sid);
-                self.socks[sid].addr = Some(SockAddr::Path(path.to_vec()));
-                Prediction::ok("bind_creates_socket_file")
-            }
-        }
-    }
-
-    fn bind_abstract(&mut self, sid: SockId, a: &[u8]) -> Prediction {
-        if self.socks[sid].addr.is_some() {
-            return Prediction::err("bind_twice_is_einval", Errno::EINVAL);
-        }
-        let name = sun_path(a);
-        if self.abstract_names.contains_key(&name) {
-            return Prediction::err("bind_abstract_in_use_is_eaddrinuse", Errno::EADDRINUSE);
-        }
-        self.abstract_names.insert(name.clone(), sid);
-        self.socks[sid].addr = Some(SockAddr::Abstract(name));
-        Prediction::ok("bind_abstract")
-    }
-
-    fn listen(&mut self, sid: SockId, n: i32) -> Prediction {
+    /// rule `close_releases_last_descriptor`: closing one descriptor releases the socket only when no other
+    /// descriptor refers to it.
+    fn close_name(&mut self, name: &str, sid: SockId) -> Prediction {
+        self.names.insert(name.to_string(), Handle::Closed);
         let s = &mut self.socks[sid];
-        if s.addr.is_none() {
-            return Prediction::err("listen_needs_bound", Errno::EINVAL);
-        }
-        if s.state == State::Connected {
-            return Prediction::err("listen_on_connected_is_einval", Errno::EINVAL);
-        }
-        // rule `listen_backlog_capped_at_somaxconn`: the backlog is compared as unsigned, so negative → somaxconn.
-        s.backlog = (n as u32).min(self.params.somaxconn);
-        s.state = State::Listening;
-        Prediction::ok("listen_sets_backlog")
-    }
-
-    fn accept(&mut self, sid: SockId) -> Prediction {
-        if self.socks[sid].state != State::Listening {
-            return Prediction::err("accept_needs_listening", Errno::EINVAL);
-        }
-        match self.socks[sid].pending.pop_front() {
-            None => Prediction::err("accept_empty_queue_is_eagain", Errno::EAGAIN),
-            Some(embryo) => {
-                // rule `accept_returns_closed_clients`: an embryo whose client is gone is still accepted.
-                self.install(embryo);
-                let client = self.socks[embryo].peer.map(|c| &self.socks[c]);
-                let from = client.map_or(AddrOut::unnamed(), |c| addr_out(&c.addr));
-                Prediction::one("accept_dequeues_oldest", Value::Accepted(from))
-            }
+        s.refs = s.refs.saturating_sub(1);
+        if s.refs == 0 {
+            self.release(sid, false);
+            Prediction::ok("close_releases")
+        } else {
+            Prediction::ok("close_releases_last_descriptor")
         }
     }
 
-    /// Finds the listener an address names (`unix_find_other`).
-    fn find_other(&self, a: &[u8]) -> Result<SockId, (&'static str, Errno)> {
-        if is_abstract(a) {
-            return match self.abstract_names.get(&sun_path(a)) {
-                Some(&o) => Ok(o),
-                None => Err((
-                    "connect_abstract_unknown_is_econnrefused",
-                    Errno::ECONNREFUSED,
-                )),
-            };
-        }
-        match self.fs.lookup(fs_path(a), false) {
-            Err(e) => Err(("connect_path_lookup", e)),
-            Ok((Lookup::Missing, _)) => Err(("connect_missing_path_is_enoent", Errno::ENOENT)),
-            Ok((Lookup::Dir, _)) => {
-                Err(("connect_not_a_socket_is_econnrefused", Errno::ECONNREFUSED))
-            }
-            // rule `connect_dead_socket_file_is_econnrefused`: the file outlives its socket.
-            Ok((Lookup::Socket(o), _)) if self.socks[o].released => Err((
-                "connect_dead_socket_file_is_econnrefused",
-                Errno::ECONNREFUSED,
-            )),
-            Ok((Lookup::Socket(o), _)) => Ok(o),
+    /// Whether a call on `sid` with `flags` may wait (a blocking socket, no MSG_DONTWAIT), and for how long.
+    fn wait_ms(&self, sid: SockId, flags: Flags, receiving: bool) -> u64 {
+        let s = &self.socks[sid];
+        if s.nonblock || flags.has(MSG_DONTWAIT) {
+            0
+        } else if receiving {
+            s.rcvtimeo
+        } else {
+            s.sndtimeo
         }
     }
 
-    fn connect(&mut self, sid: SockId, a: &[u8]) -> Prediction {
-        if addr_too_long(a) {
-            return Prediction::err("addr_len_over_sockaddr_un_is_einval", Errno::EINVAL);
+    /// EAGAIN, after the timeout when the call may wait.
+    fn eagain(&self, rule: &'static str, sid: SockId, flags: Flags, receiving: bool) -> Prediction {
+        let p = Prediction::err(rule, Errno::EAGAIN);
+        if self.wait_ms(sid, flags, receiving) > 0 {
+            p.waited()
+        } else {
+            p
         }
-        let other = match self.find_other(a) {
-            Ok(o) => o,
-            Err((rule, e)) => return Prediction::err(rule, e),
-        };
-        let o = &self.socks[other];
-        if o.state != State::Listening {
-            return Prediction::err("connect_not_listening_is_econnrefused", Errno::ECONNREFUSED);
-        }
-        if o.shut_rd {
-            return Prediction::err(
-                "connect_listener_shut_rd_is_econnrefused",
-                Errno::ECONNREFUSED,
-            );
-        }
-        // rule `backlog_admits_n_plus_one`: the queue is full only when it holds more than the backlog.
-        if o.pending.len() as u64 > o.backlog as u64 {
-            return Prediction::err("backlog_admits_n_plus_one", Errno::EAGAIN);
-        }
-        // rule `connect_checks_own_state_last`: the listener is found and checked before our own state.
-        match self.socks[sid].state {
-            State::Connected => {
-                return Prediction::err("connect_when_connected_is_eisconn", Errno::EISCONN)
-            }
-            State::Listening => {
-                return Prediction::err("connect_on_listener_is_einval", Errno::EINVAL)
-            }
-            State::Unconnected => {}
-        }
-        let listener_addr = self.socks[other].addr.clone();
-        let embryo = self.new_sock(Sock {
-            state: State::Connected,
-            addr: listener_addr,
-            peer: Some(sid),
-            ..Sock::new()
-        });
-        self.socks[other].pending.push_back(embryo);
-        let me = &mut self.socks[sid];
-        me.state = State::Connected;
-        me.peer = Some(embryo);
-        Prediction::ok("connect_queues_embryo")
     }
 
-    fn write(&mut self, sid: SockId, d: &[u8]) -> Prediction {
-        let me = &self.socks[sid];
-        let Some(peer) = me.peer.filter(|_| me.state == State::Connected) else {
-            return Prediction::err("write_needs_peer_is_enotconn", Errno::ENOTCONN);
-        };
-        if me.shut_wr {
-            // Also after the peer closed or shut down reading: both set our SEND_SHUTDOWN.
-            return Prediction::err("write_after_send_shutdown_is_epipe", Errno::EPIPE);
+    fn shutdown(&mut self, sid: SockId, how: i32) -> Prediction {
+        if !(0..=2).contains(&how) {
+            return Prediction::err("shutdown_bad_how_is_einval", Errno::EINVAL);
         }
-        if d.is_empty() {
-            return Prediction::one("write_empty_is_zero", Value::Wrote(0));
-        }
-        // rule `write_allocates_before_checking_peer`: a full send buffer answers EAGAIN before a dead peer EPIPE.
-        if me.wmem >= self.params.sndbuf {
-            return Prediction::err("write_sndbuf_full_is_eagain", Errno::EAGAIN);
-        }
-        let p = &self.socks[peer];
-        if p.released || p.shut_rd {
-            return Prediction::err("write_to_dead_peer_is_epipe", Errno::EPIPE);
-        }
-        // rule `write_chunks_while_sndbuf_not_full`: skbs of at most `max_chunk` bytes, each allocated only while
-        // the charged memory is below the send buffer, so the last one may overshoot it.
-        let mut off = 0;
-        while off < d.len() && self.socks[sid].wmem < self.params.sndbuf {
-            let c = (d.len() - off).min(self.params.max_chunk);
-            let ts = self.params.truesize(c);
-            self.socks[sid].wmem += ts;
-            self.socks[peer].rx.push_back(Skb {
-                data: d[off..off + c].to_vec(),
-                consumed: 0,
-                truesize: ts,
-                sender: sid,
-            });
-            off += c;
-        }
-        Prediction::one("write_chunks_while_sndbuf_not_full", Value::Wrote(off))
-    }
-
-    fn read(&mut self, sid: SockId, n: usize) -> Prediction {
-        if self.socks[sid].state != State::Connected {
-            return Prediction::err("read_unconnected_is_einval", Errno::EINVAL);
-        }
-        let mut out = Vec::new();
-        // rule `read_zero_with_data_is_empty`: target is at least one byte, but a zero-length read that finds
-        // data returns at once with nothing.
-        if self.socks[sid].rx.is_empty() {
-            let s = &mut self.socks[sid];
-            if let Some(e) = s.err.take() {
-                return Prediction::err("read_reports_pending_error_once", e);
-            }
-            if s.shut_rd {
-                return Prediction::one(
-                    "read_after_rcv_shutdown_is_eof",
-                    Value::Recv(Received::bytes(Vec::new())),
-                );
-            }
-            return Prediction::err("read_empty_is_eagain", Errno::EAGAIN);
-        }
-        while out.len() < n {
-            let s = &mut self.socks[sid];
-            let Some(skb) = s.rx.front_mut() else { break };
-            let take = (n - out.len()).min(skb.len());
-            out.extend_from_slice(&skb.data[skb.consumed..skb.consumed + take]);
-            skb.consumed += take;
-            if skb.is_empty() {
-                let done = s.rx.pop_front().expect("front exists");
-                self.socks[done.sender].wmem -= done.truesize;
-            }
-        }
-        Prediction::one("read_copies_across_skbs", Value::Recv(Received::bytes(out)))
-    }
-
-    fn shutdown(&mut self, sid: SockId, h: How) -> Prediction {
         // rule `shutdown_any_state_is_ok`: unix_shutdown sets the bits whatever the state.
+        let (rd, wr) = (how != 1, how != 0);
         let s = &mut self.socks[sid];
-        s.shut_rd |= h.reads();
-        s.shut_wr |= h.writes();
-        if let Some(p) = s.peer {
-            // rule `shutdown_mirrors_to_peer`: our RD stops the peer's sends, our WR ends the peer's reads.
+        s.shut_rd |= rd;
+        s.shut_wr |= wr;
+        let mirrors = s.ty != DGRAM;
+        if let Some(p) = s.peer.filter(|_| mirrors) {
+            // rule `shutdown_mirrors_to_peer`: our RD stops the peer's sends, our WR ends the peer's reads
+            // (stream and seqpacket only).
             let p = &mut self.socks[p];
-            p.shut_wr |= h.reads();
-            p.shut_rd |= h.writes();
+            p.shut_wr |= rd;
+            p.shut_rd |= wr;
         }
         Prediction::ok("shutdown_any_state_is_ok")
     }
 
-    fn unlink(&mut self, a: &[u8]) -> Prediction {
-        if is_abstract(a) {
+    fn unlink(&mut self, p: &[u8]) -> Prediction {
+        let path = namespace::fs_path(p);
+        if path.is_empty() {
             return Prediction::err("unlink_empty_path_is_enoent", Errno::ENOENT);
         }
-        match self.fs.lookup(fs_path(a), false) {
+        match self.fs.lookup(path, false) {
             Err(e) => Prediction::err("unlink_path_lookup", e),
             Ok((Lookup::Missing, _)) => Prediction::err("unlink_missing_is_enoent", Errno::ENOENT),
             Ok((Lookup::Dir, _)) => Prediction::err("unlink_dir_is_eisdir", Errno::EISDIR),
@@ -530,30 +550,39 @@ impl Model {
         }
     }
 
-    /// `unix_release_sock`: the socket goes away; its peer sees end of file (and a reset if we left unread
-    /// data, or if we were an embryo whose listener closed); embryos of a listener are released in turn.
+    /// `unix_release_sock`: the socket goes away. A stream or seqpacket peer sees end of file (and a reset if
+    /// we left unread data, or if we were an embryo whose listener closed); embryos of a listener are released
+    /// in turn; queued data is freed (its senders get their memory back). A datagram peer notices nothing until
+    /// it sends.
     fn release(&mut self, sid: SockId, embryo: bool) {
         let s = &mut self.socks[sid];
         s.released = true;
         s.state = State::Unconnected;
         s.shut_rd = true;
         s.shut_wr = true;
-        let had_unread = !s.rx.is_empty();
+        // rule `close_with_unread_data_resets_peer`: what counts as unread is the first skb, or the second
+        // when the first holds nothing (a zero-length record, a spent OOB byte).
+        let unread = match s.rx.front() {
+            Some(f) if f.is_empty() => s.rx.len() > 1,
+            Some(_) => true,
+            None => false,
+        };
+        let connection = s.ty != DGRAM;
         let pending: Vec<SockId> = s.pending.drain(..).collect();
-        let rx: Vec<Skb> = s.rx.drain(..).collect();
+        let rx: Vec<stream::Skb> = s.rx.drain(..).collect();
         let peer = s.peer.take();
+        let ty = s.ty;
         if let Some(SockAddr::Abstract(n)) = &s.addr {
-            let n = n.clone();
-            if self.abstract_names.get(&n) == Some(&sid) {
-                self.abstract_names.remove(&n);
+            let key = (ty, n.clone());
+            if self.abstract_names.get(&key) == Some(&sid) {
+                self.abstract_names.remove(&key);
             }
         }
-        if let Some(p) = peer {
+        if let Some(p) = peer.filter(|_| connection) {
             let p = &mut self.socks[p];
             p.shut_rd = true;
             p.shut_wr = true;
-            if had_unread || embryo {
-                // rule `close_with_unread_data_resets_peer`
+            if unread || embryo {
                 p.err = Some(Errno::ECONNRESET);
             }
         }
@@ -567,31 +596,17 @@ impl Model {
     }
 }
 
-/// rule `empty_or_nul_led_path_is_abstract`: `sun_path[0] == 0` (so also `""`, passed as one NUL byte) names
-/// the abstract namespace.
-fn is_abstract(a: &[u8]) -> bool {
-    a.first().is_none_or(|&b| b == 0)
-}
-
-/// The `sun_path` bytes the kernel is handed (the script language adds a NUL up to 107 bytes); an abstract
-/// name is all of them, and getsockname returns all of them.
-fn sun_path(a: &[u8]) -> Vec<u8> {
-    let mut v = a.to_vec();
-    if v.len() <= 107 {
-        v.push(0);
-    }
-    v
-}
-
-/// rule `addr_len_over_sockaddr_un_is_einval`: the address length passed is over sizeof(sockaddr_un).
-fn addr_too_long(a: &[u8]) -> bool {
-    a.len() > 108
+/// What a receive reports besides the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recv {
+    /// read / recv: the data.
+    Data,
+    /// recvfrom: and the sender's address, into a buffer of this many bytes.
+    From(u32),
+    /// recvmsg: and the message flags.
+    Msg(u32),
 }
 
 fn addr_out(a: &Option<SockAddr>) -> AddrOut {
     a.as_ref().map_or_else(AddrOut::unnamed, SockAddr::out)
-}
-
-fn addr_value(a: &Option<SockAddr>) -> Value {
-    Value::Addr(addr_out(a))
 }

@@ -4,27 +4,68 @@
 /// What the model needs to know about the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Params {
-    /// SO_SNDBUF of a new AF_UNIX stream socket (net.core.wmem_default).
+    /// SO_SNDBUF of a new AF_UNIX socket (net.core.wmem_default).
     pub sndbuf: usize,
+    /// SO_RCVBUF of a new AF_UNIX socket (net.core.rmem_default).
+    pub rcvbuf: usize,
+    /// net.core.wmem_max / rmem_max: the most a setsockopt(SO_SNDBUF / SO_RCVBUF) value counts for (before
+    /// doubling).
+    pub wmem_max: usize,
+    pub rmem_max: usize,
+    /// SOCK_MIN_SNDBUF / SOCK_MIN_RCVBUF: the least SO_SNDBUF / SO_RCVBUF can be (they depend on
+    /// sizeof(struct sk_buff)).
+    pub min_sndbuf: usize,
+    pub min_rcvbuf: usize,
     /// net.core.somaxconn: the cap on listen backlogs (a negative backlog, cast to unsigned, gets it).
     pub somaxconn: u32,
-    /// Most bytes one skb of a write carries (min(sndbuf/2 - 64, SKB_MAX_HEAD(0) + UNIX_SKB_FRAGS_SZ) on
-    /// current kernels), measured.
+    /// net.unix.max_dgram_qlen: a datagram receiver is full when it holds more than this many.
+    pub max_dgram_qlen: u32,
+    /// The most bytes one skb of a stream write carries whatever the send buffer
+    /// (SKB_MAX_HEAD(0) + UNIX_SKB_FRAGS_SZ on current kernels), measured; a socket's own cap is the smaller of
+    /// this and `sndbuf / 2 - 64`.
     pub max_chunk: usize,
-    /// truesize of an skb by payload length, as runs `(first length, truesize)` sorted by length; a run holds
-    /// until the next one starts. Covers 1..=max_chunk.
+    /// truesize of a stream skb by payload length, as runs `(first length, truesize)` sorted by length; a run
+    /// holds until the next one starts. Covers 1..=max_chunk.
     pub truesize_runs: Vec<(usize, usize)>,
+    /// truesize of a datagram / seqpacket skb by payload length (a different split into head and pages), as
+    /// runs covering 0..=the largest datagram of the default send buffer.
+    pub dgram_truesize_runs: Vec<(usize, usize)>,
+    /// The real (= effective, at start) uid and gid of the process that runs the scripts.
+    pub uid: u32,
+    pub gid: u32,
+    /// One clock tick in microseconds (1/HZ): socket timeouts are kept in ticks, rounded up.
+    pub tick_us: u64,
+}
+
+fn lookup(runs: &[(usize, usize)], len: usize) -> usize {
+    let i = runs.partition_point(|&(start, _)| start <= len);
+    match i {
+        0 => runs.first().map_or(len, |r| r.1),
+        i => runs[i - 1].1,
+    }
 }
 
 impl Params {
-    /// Memory one skb with `len` payload bytes charges to its sender.
+    /// Memory one stream skb with `len` payload bytes charges to its sender.
     pub fn truesize(&self, len: usize) -> usize {
-        let i = self
-            .truesize_runs
-            .partition_point(|&(start, _)| start <= len);
-        match i {
-            0 => self.truesize_runs.first().map_or(len, |r| r.1),
-            i => self.truesize_runs[i - 1].1,
-        }
+        lookup(&self.truesize_runs, len)
+    }
+
+    /// Memory one datagram (or seqpacket record) of `len` bytes charges to its sender.
+    pub fn dgram_truesize(&self, len: usize) -> usize {
+        lookup(&self.dgram_truesize_runs, len)
+    }
+
+    /// A timeout of `ms` as getsockopt reads it back: whole ticks (rounded up), in whole milliseconds (rounded
+    /// up).
+    pub fn timeout_readback(&self, ms: u64) -> u64 {
+        let tick = self.tick_us.max(1);
+        let ticks = (ms * 1000).div_ceil(tick);
+        (ticks * tick).div_ceil(1000)
+    }
+
+    /// The most bytes one stream skb carries from a socket whose send buffer is `sndbuf`.
+    pub fn chunk(&self, sndbuf: usize) -> usize {
+        (sndbuf / 2).saturating_sub(64).min(self.max_chunk).max(1)
     }
 }

@@ -1,21 +1,22 @@
-//! One socket's state, as `struct unix_sock` holds it: the TCP-like state, address, peer, shutdown bits,
-//! pending error, receive queue and the send-buffer memory it has charged.
+//! One socket's state, as `struct unix_sock` holds it: type, TCP-like state, address, peer, shutdown bits,
+//! pending error, receive queue, the send-buffer memory it has charged, its options and its open file.
 
 use super::stream::Skb;
-use crate::script::{AddrOut, Errno};
+use crate::script::{AddrOut, Creds, Errno};
 use std::collections::VecDeque;
 
 /// Index of a socket in the model's arena (sockets are never removed, only released).
 pub type SockId = usize;
 
-/// `sk_state` for a stream socket.
+/// `sk_state`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum State {
-    /// TCP_CLOSE: fresh, bound, or a client whose connect failed.
+    /// TCP_CLOSE: fresh, bound, a client whose connect failed, an unconnected datagram socket.
     Unconnected,
     /// TCP_LISTEN.
     Listening,
-    /// TCP_ESTABLISHED: connected, accepted, or still an embryo in a listener's queue.
+    /// TCP_ESTABLISHED: connected, accepted, still an embryo in a listener's queue, or a datagram socket with a
+    /// peer.
     Connected,
 }
 
@@ -24,7 +25,8 @@ pub enum State {
 pub enum Addr {
     /// A filesystem name, without its terminating NUL.
     Path(Vec<u8>),
-    /// An abstract name: all the `sun_path` bytes handed to bind, leading NUL included.
+    /// An abstract name: all the `sun_path` bytes handed to bind, leading NUL included (an autobind name is
+    /// NUL and five hex digits).
     Abstract(Vec<u8>),
 }
 
@@ -43,8 +45,10 @@ impl Addr {
 
 #[derive(Clone, Debug)]
 pub struct Sock {
+    /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET` (RAW was made DGRAM at creation).
+    pub ty: i32,
     pub state: State,
-    /// `sk_max_ack_backlog` (listeners).
+    /// `sk_max_ack_backlog`: a listener's backlog; for a datagram socket, max_dgram_qlen.
     pub backlog: u32,
     /// Embryos waiting for accept (a listener's receive queue).
     pub pending: VecDeque<SockId>,
@@ -55,19 +59,38 @@ pub struct Sock {
     pub shut_rd: bool,
     /// SEND_SHUTDOWN.
     pub shut_wr: bool,
-    /// `sk_err`: reported once by read, shown by poll as ERR.
+    /// `sk_err`: reported once, shown by poll as ERR.
     pub err: Option<Errno>,
-    /// Received bytes, as the skbs they arrived in.
+    /// Received bytes, as the skbs they arrived in (a datagram or record is one skb).
     pub rx: VecDeque<Skb>,
-    /// `sk_wmem_alloc`: truesize of this socket's skbs still queued at its peer.
+    /// `sk_wmem_alloc`: truesize of this socket's skbs still queued at their receivers.
     pub wmem: usize,
     /// Released (its last fd closed, or an embryo whose listener closed).
     pub released: bool,
+    /// Descriptors (names, orphaned fds) that refer to the socket's open file; released at 0.
+    pub refs: usize,
+    /// O_NONBLOCK of the socket's open file (shared by every descriptor of it).
+    pub nonblock: bool,
+    /// SO_SNDBUF, SO_RCVBUF.
+    pub sndbuf: usize,
+    pub rcvbuf: usize,
+    /// SO_RCVTIMEO, SO_SNDTIMEO in milliseconds (0: wait for ever).
+    pub rcvtimeo: u64,
+    pub sndtimeo: u64,
+    /// SO_PEEK_OFF (-1: off).
+    pub peek_off: i32,
+    /// SO_RCVLOWAT.
+    pub rcvlowat: i32,
+    pub passcred: bool,
+    pub oobinline: bool,
+    /// SO_PEERCRED: the peer's credentials as recorded at connect / listen / socketpair.
+    pub peercred: Option<Creds>,
 }
 
 impl Sock {
     pub fn new() -> Sock {
         Sock {
+            ty: crate::script::STREAM,
             state: State::Unconnected,
             backlog: 0,
             pending: VecDeque::new(),
@@ -79,12 +102,33 @@ impl Sock {
             rx: VecDeque::new(),
             wmem: 0,
             released: false,
+            refs: 0,
+            nonblock: true,
+            sndbuf: 0,
+            rcvbuf: 0,
+            rcvtimeo: 0,
+            sndtimeo: 0,
+            peek_off: -1,
+            rcvlowat: 1,
+            passcred: false,
+            oobinline: false,
+            peercred: None,
         }
     }
 
     /// Bytes waiting to be read.
     pub fn queued(&self) -> usize {
         self.rx.iter().map(|s| s.len()).sum()
+    }
+
+    /// `unix_recvq_full`: more datagrams (or embryos) queued than the backlog allows.
+    pub fn recvq_full(&self) -> bool {
+        let n = if self.state == State::Listening {
+            self.pending.len()
+        } else {
+            self.rx.len()
+        };
+        n as u64 > self.backlog as u64
     }
 }
 

@@ -160,8 +160,15 @@ impl Errno {
     pub const ENAMETOOLONG: Errno = Errno(36);
     pub const ELOOP: Errno = Errno(40);
     pub const ENOTSOCK: Errno = Errno(88);
+    pub const EMSGSIZE: Errno = Errno(90);
+    pub const EPROTOTYPE: Errno = Errno(91);
+    pub const ENOPROTOOPT: Errno = Errno(92);
+    pub const EPROTONOSUPPORT: Errno = Errno(93);
+    pub const ESOCKTNOSUPPORT: Errno = Errno(94);
     pub const EOPNOTSUPP: Errno = Errno(95);
     pub const EADDRINUSE: Errno = Errno(98);
+    pub const ETOOMANYREFS: Errno = Errno(109);
+    pub const ENOBUFS: Errno = Errno(105);
     pub const ECONNRESET: Errno = Errno(104);
     pub const EISCONN: Errno = Errno(106);
     pub const ENOTCONN: Errno = Errno(107);
