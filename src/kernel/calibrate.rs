@@ -8,8 +8,20 @@ use std::sync::OnceLock;
 static PARAMS: OnceLock<Result<Params, String>> = OnceLock::new();
 
 /// The host parameters, measured on first use and then shared by every model in the process.
+///
+/// Measured on a thread set up as every executor thread is (its own network namespace where permitted), so
+/// that per-namespace values such as somaxconn are the ones scripts see.
 pub fn params() -> Result<Params, String> {
-    PARAMS.get_or_init(measure).clone()
+    PARAMS
+        .get_or_init(|| {
+            std::thread::spawn(|| {
+                super::sys::init().map_err(|e| e.to_string())?;
+                measure()
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the calibration thread panicked".into()))
+        })
+        .clone()
 }
 
 fn pair() -> Result<(OwnedFd, OwnedFd), String> {
