@@ -46,11 +46,18 @@ pub fn returned(buf: &[u8], len: libc::socklen_t) -> AddrOut {
     }
 }
 
-/// getsockname / getpeername with a 128-byte buffer.
-pub fn get_name(fd: libc::c_int, peer: bool) -> Outcome {
-    let mut buf = [0u8; 128];
-    let mut len = buf.len() as libc::socklen_t;
-    // SAFETY: buf outlives the call and `len` is its size.
+/// A buffer of `n` bytes for the kernel to fill with an address; never empty, so that `buf=0` still passes a
+/// non-NULL pointer.
+pub fn buffer(n: u32) -> Vec<u8> {
+    vec![0u8; (n as usize).max(1)]
+}
+
+/// getsockname / getpeername with a buffer of `n` bytes (128 by default).
+pub fn get_name(fd: libc::c_int, peer: bool, n: Option<u32>) -> Outcome {
+    let n = n.unwrap_or(128);
+    let mut buf = buffer(n);
+    let mut len = n as libc::socklen_t;
+    // SAFETY: buf outlives the call and holds at least `len` bytes.
     let r = unsafe {
         if peer {
             libc::getpeername(fd, buf.as_mut_ptr().cast(), &mut len)
@@ -61,5 +68,5 @@ pub fn get_name(fd: libc::c_int, peer: bool) -> Outcome {
     if r < 0 {
         return Outcome::err(Errno(nix::errno::Errno::last_raw()));
     }
-    Outcome::of(Value::Addr(returned(&buf, len)))
+    Outcome::of(Value::Addr(returned(&buf[..n as usize], len)))
 }

@@ -1,30 +1,46 @@
-//! The kernel executor: runs one call at a time on real non-blocking AF_UNIX sockets in a private directory.
+//! The kernel executor: runs one call at a time on real AF_UNIX sockets in a private directory.
 //!
 //! Paths in scripts are relative to the script's own directory. To hand the kernel exactly the script's
-//! `sun_path` bytes, each executor thread gets its own fs context (`unshare(CLONE_FS)` once per thread) and
-//! `fchdir`s into the script's directory for the duration of each path call, then back, so scripts run in
-//! parallel threads and the rest of the program keeps its working directory.
+//! `sun_path` bytes, each executor thread gets its own fs context (`unshare(CLONE_FS)` once per thread, umask
+//! 022) and `fchdir`s into the script's directory for the duration of each path call, then back, so scripts
+//! run in parallel threads and the rest of the program keeps its working directory. At the same point (before
+//! the thread's first socket) the thread enters a private network namespace where permitted, so abstract
+//! names are private to its scripts (`Kernel::isolated` says whether), and blocks SIGPIPE, which the executor
+//! consumes after each send so that it is reported (` with SIGPIPE`) and never kills the process.
+//!
+//! Blocking sockets get SO_RCVTIMEO / SO_SNDTIMEO of 100 ms; calls on them are timed against the timeout read
+//! just before the call (` after timeout` when they took at least half of it). Whether a socket blocks is
+//! cached per open file, so calls on non-blocking sockets cost no extra system call.
 //! Closed names map to an fd number no process can have open (`CLOSED_FD`), so a stale name never reaches a
 //! reused descriptor and the kernel itself answers EBADF / POLLNVAL.
 
 mod addr;
 pub mod calibrate;
+mod files;
+mod msg;
+mod opt;
+mod sys;
 
-use crate::script::{Addr, Call, Errno, Events, Name, Outcome, Received, SockSpec, Value, STREAM};
+use crate::script::{
+    Addr, Call, Errno, Events, Name, Outcome, Pid, SockAddrBytes, SockOpt, SockSpec, Value,
+    MSG_NOSIGNAL,
+};
 use nix::libc;
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 pub use addr::RawAddr;
 
 /// An fd number above the kernel's hard ceiling on descriptors (`fs.nr_open` ≤ 2^31 - 64), so never open.
 pub const CLOSED_FD: RawFd = i32::MAX;
 
-thread_local! {
-    /// This thread's own working directory from before its first script call (the thread gets its own fs
-    /// context on first use, so other threads are unaffected).
-    static HOME: std::cell::OnceCell<OwnedFd> = const { std::cell::OnceCell::new() };
+/// SO_RCVTIMEO and SO_SNDTIMEO of every blocking socket the executor creates.
+pub const BLOCKING_TIMEOUT_MS: u64 = 100;
+
+/// Whether `setcred` can work on this thread: effective uid 0.
+pub fn can_setcred() -> bool {
+    sys::can_setcred()
 }
 
 /// While alive, this thread's cwd is an executor's private directory; dropping it restores the thread's cwd,
@@ -33,12 +49,8 @@ struct InDir;
 
 impl Drop for InDir {
     fn drop(&mut self) {
-        HOME.with(|h| {
-            if let Some(home) = h.get() {
-                // Best effort: the home directory fd stays open, so this only fails if it was removed.
-                let _ = nix::unistd::fchdir(home);
-            }
-        });
+        // Best effort: the home directory fd stays open, so this only fails if it was removed.
+        let _ = sys::with(|t| sys::as_root(|| nix::unistd::fchdir(&t.home)));
     }
 }
 
@@ -51,6 +63,8 @@ pub enum KernelError {
     UnknownName(Name),
     /// A call this executor cannot run yet.
     Unsupported(String),
+    /// An address the executor cannot hand the kernel (`@autoN` the checker did not resolve).
+    Unresolved(String),
 }
 
 impl std::fmt::Display for KernelError {
@@ -59,15 +73,49 @@ impl std::fmt::Display for KernelError {
             KernelError::Setup(m) => write!(f, "cannot set up the kernel executor: {m}"),
             KernelError::UnknownName(n) => write!(f, "unknown socket name `{n}`"),
             KernelError::Unsupported(c) => write!(f, "the kernel executor cannot run `{c}` yet"),
+            KernelError::Unresolved(c) => {
+                write!(
+                    f,
+                    "`{c}`: an address the checker should have resolved first"
+                )
+            }
         }
     }
 }
 
 impl std::error::Error for KernelError {}
 
+/// One open file (socket) as far as blocking goes: a `dup` and a descriptor received for the same socket
+/// share it, since O_NONBLOCK belongs to the open file.
+struct FileState {
+    blocking: bool,
+    /// The socket's inode, once asked for (to recognise it in a received descriptor).
+    ino: Option<u64>,
+}
+
+struct Sock {
+    fd: OwnedFd,
+    /// Index into `Kernel::files`.
+    file: usize,
+}
+
 enum Slot {
-    Open(OwnedFd),
+    Open(Sock),
     Closed,
+}
+
+/// A call on a blocking socket, timed against the timeout getsockopt reported just before it.
+struct Timer {
+    start: Instant,
+    half: Duration,
+}
+
+impl Timer {
+    fn finish(t: Option<Timer>, out: &mut Outcome) {
+        if let Some(t) = t {
+            out.waited = t.start.elapsed() >= t.half;
+        }
+    }
 }
 
 /// Real sockets for one script at a time.
@@ -78,7 +126,8 @@ pub struct Kernel {
     /// Sockets whose name was taken by a later creating call: kept open, as in the model.
     orphans: Vec<OwnedFd>,
     /// Descriptors the last call created, waiting for `name_new`.
-    fresh: Vec<OwnedFd>,
+    fresh: Vec<Sock>,
+    files: Vec<FileState>,
     buf: Vec<u8>,
 }
 
@@ -94,9 +143,34 @@ fn ok_or_errno(r: libc::c_int) -> Outcome {
     }
 }
 
+fn encode(call: &Call, a: &Addr) -> Result<SockAddrBytes, KernelError> {
+    a.encode()
+        .ok_or_else(|| KernelError::Unresolved(crate::script::fmt_call(call)))
+}
+
+fn inode(fd: RawFd) -> Option<u64> {
+    // SAFETY: a live stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st.st_ino)
+}
+
+/// The executor's timeouts on a socket it made blocking.
+fn set_blocking_timeouts(fd: RawFd, only_if_zero: bool) -> Result<(), KernelError> {
+    for o in [SockOpt::RCVTIMEO, SockOpt::SNDTIMEO] {
+        if only_if_zero && !opt::timeout(fd, o).is_zero() {
+            continue;
+        }
+        opt::set_timeout(fd, o, BLOCKING_TIMEOUT_MS)
+            .map_err(|e| KernelError::Setup(format!("setsockopt({}): {e:?}", o.0)))?;
+    }
+    Ok(())
+}
+
 impl Kernel {
-    /// A new executor with a fresh private directory.
+    /// A new executor with a fresh private directory. Sets the calling thread up first (its own fs context,
+    /// network namespace where permitted, umask 022, SIGPIPE blocked).
     pub fn new() -> Result<Kernel, KernelError> {
+        sys::init()?;
         let dir = tempfile::Builder::new()
             .prefix("udsim-")
             .tempdir()
@@ -115,6 +189,7 @@ impl Kernel {
             names: HashMap::new(),
             orphans: Vec::new(),
             fresh: Vec::new(),
+            files: Vec::new(),
             buf: Vec::new(),
         })
     }
@@ -124,74 +199,145 @@ impl Kernel {
         self.dir.path()
     }
 
-    /// Closes every socket and empties the private directory, ready for the next script (cheaper than a new
-    /// executor: the fuzz targets reuse one per process).
+    /// Whether this thread's scripts have abstract names to themselves (a private network namespace). When
+    /// false, abstract names (and autobind names) are shared with every other process on the host.
+    pub fn isolated(&self) -> bool {
+        sys::with(|t| t.isolated).unwrap_or(false)
+    }
+
+    /// Whether `setcred` can work (effective uid 0).
+    pub fn can_setcred() -> bool {
+        sys::can_setcred()
+    }
+
+    /// Closes every descriptor, restores the thread's credentials and empties the private directory, ready
+    /// for the next script (cheaper than a new executor: the fuzz targets reuse one per process).
     pub fn reset(&mut self) -> Result<(), KernelError> {
+        sys::restore_creds()?;
         self.names.clear();
         self.orphans.clear();
         self.fresh.clear();
-        let entries = std::fs::read_dir(self.dir.path())
-            .map_err(|e| KernelError::Setup(format!("read dir: {e}")))?;
-        for e in entries.flatten() {
-            let p = e.path();
-            let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            };
-            r.map_err(|e| KernelError::Setup(format!("clean {}: {e}", p.display())))?;
-        }
-        Ok(())
+        self.files.clear();
+        sys::take_sigpipe();
+        files::clean(self.dir.path())
+            .map_err(|e| KernelError::Setup(format!("clean {}: {e}", self.dir.path().display())))
     }
 
     /// Makes this thread's cwd the private directory until the guard drops (own fs context first, so other
     /// threads are unaffected).
     fn enter_dir(&self) -> Result<InDir, KernelError> {
-        HOME.with(|h| -> Result<(), KernelError> {
-            if h.get().is_none() {
-                let home = nix::fcntl::open(
-                    ".",
-                    nix::fcntl::OFlag::O_PATH
-                        | nix::fcntl::OFlag::O_DIRECTORY
-                        | nix::fcntl::OFlag::O_CLOEXEC,
-                    nix::sys::stat::Mode::empty(),
-                )
-                .map_err(|e| KernelError::Setup(format!("open the working directory: {e}")))?;
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
-                    .map_err(|e| KernelError::Setup(format!("unshare(CLONE_FS): {e}")))?;
-                let _ = h.set(home);
-            }
-            Ok(())
-        })?;
-        nix::unistd::fchdir(&self.dirfd).map_err(|e| KernelError::Setup(format!("fchdir: {e}")))?;
+        sys::as_root(|| nix::unistd::fchdir(&self.dirfd))
+            .map_err(|e| KernelError::Setup(format!("fchdir: {e}")))?;
         Ok(InDir)
+    }
+
+    /// `enter_dir` when the address names a file.
+    fn enter_dir_for(&self, a: &Addr) -> Result<Option<InDir>, KernelError> {
+        if a.fs_path().is_some() {
+            self.enter_dir().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     fn fd(&self, name: &str) -> Result<RawFd, KernelError> {
         match self.names.get(name) {
-            Some(Slot::Open(fd)) => Ok(fd.as_raw_fd()),
+            Some(Slot::Open(s)) => Ok(s.fd.as_raw_fd()),
             Some(Slot::Closed) => Ok(CLOSED_FD),
             None => Err(KernelError::UnknownName(name.to_string())),
         }
     }
 
+    /// The fd behind a name and its file, if open.
+    fn sock(&self, name: &str) -> Result<(RawFd, Option<usize>), KernelError> {
+        match self.names.get(name) {
+            Some(Slot::Open(s)) => Ok((s.fd.as_raw_fd(), Some(s.file))),
+            Some(Slot::Closed) => Ok((CLOSED_FD, None)),
+            None => Err(KernelError::UnknownName(name.to_string())),
+        }
+    }
+
+    /// Starts timing a call on `fd` if its socket is known to block (no system call otherwise).
+    fn timer(&self, fd: RawFd, file: Option<usize>, o: SockOpt) -> Option<Timer> {
+        if !file.is_some_and(|f| self.files[f].blocking) {
+            return None;
+        }
+        let t = opt::timeout(fd, o);
+        (!t.is_zero()).then(|| Timer {
+            half: t / 2,
+            start: Instant::now(),
+        })
+    }
+
+    fn new_file(&mut self, blocking: bool) -> usize {
+        self.files.push(FileState {
+            blocking,
+            ino: None,
+        });
+        self.files.len() - 1
+    }
+
     /// Keeps a descriptor the current call created until `name_new` names it.
-    fn adopt(&mut self, fd: RawFd) {
+    fn adopt(&mut self, fd: RawFd, file: usize) {
         // SAFETY: `fd` was just returned by the kernel to this call and is owned by nobody else.
-        self.fresh.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        self.fresh.push(Sock {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            file,
+        });
+    }
+
+    /// A socket the executor created: blocking ones get the executor's timeouts.
+    fn adopt_new(&mut self, fd: RawFd, blocking: bool) -> Result<(), KernelError> {
+        // Adopt first, so the descriptor is owned (and closed) even if the setup fails.
+        let file = self.new_file(blocking);
+        self.adopt(fd, file);
+        if blocking {
+            set_blocking_timeouts(fd, false)?;
+        }
+        Ok(())
+    }
+
+    /// The file of a descriptor received through SCM_RIGHTS: the same socket as an open name (or an earlier
+    /// descriptor of the same message) shares that name's file; otherwise it is asked for O_NONBLOCK.
+    fn file_of_received(&mut self, fd: RawFd) -> usize {
+        let ino = inode(fd);
+        if ino.is_some() {
+            let open: Vec<(RawFd, usize)> = self
+                .names
+                .values()
+                .filter_map(|s| match s {
+                    Slot::Open(s) => Some((s.fd.as_raw_fd(), s.file)),
+                    Slot::Closed => None,
+                })
+                .chain(self.fresh.iter().map(|s| (s.fd.as_raw_fd(), s.file)))
+                .collect();
+            for (ofd, f) in open {
+                if self.files[f].ino.is_none() {
+                    self.files[f].ino = inode(ofd);
+                }
+                if self.files[f].ino == ino {
+                    return f;
+                }
+            }
+        }
+        // SAFETY: F_GETFL has no memory effects.
+        let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        let f = self.new_file(fl >= 0 && fl & libc::O_NONBLOCK == 0);
+        self.files[f].ino = ino;
+        f
     }
 
     /// Names the descriptors the last call created, in order; any left unnamed stay open, unreachable.
     pub fn name_new(&mut self, names: &[Name]) {
         let fresh = std::mem::take(&mut self.fresh);
-        for (i, fd) in fresh.into_iter().enumerate() {
+        for (i, s) in fresh.into_iter().enumerate() {
             match names.get(i) {
                 Some(n) => {
-                    if let Some(Slot::Open(old)) = self.names.insert(n.clone(), Slot::Open(fd)) {
-                        self.orphans.push(old);
+                    if let Some(Slot::Open(old)) = self.names.insert(n.clone(), Slot::Open(s)) {
+                        self.orphans.push(old.fd);
                     }
                 }
-                None => self.orphans.push(fd),
+                None => self.orphans.push(s.fd),
             }
         }
     }
@@ -208,99 +354,233 @@ impl Kernel {
 
     /// Runs one call. Descriptors it creates are named afterwards with `name_new`.
     pub fn run(&mut self, call: &Call) -> Result<Outcome, KernelError> {
-        self.orphans.append(&mut self.fresh);
+        sys::init()?;
+        let unnamed = std::mem::take(&mut self.fresh);
+        self.orphans.extend(unnamed.into_iter().map(|s| s.fd));
         // SAFETY (all libc calls below): every pointer passed points into a live buffer of at least the
         // length passed with it; fds are ours or CLOSED_FD.
         let out = match call {
-            Call::Socket(spec) if *spec == SockSpec::of(STREAM) => {
-                let fd = unsafe {
-                    libc::socket(
-                        libc::AF_UNIX,
-                        libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                        0,
-                    )
-                };
+            Call::Socket(spec) => {
+                let (ty, blocking) = sock_type(spec);
+                let fd = unsafe { libc::socket(libc::AF_UNIX, ty, spec.protocol.unwrap_or(0)) };
                 if fd < 0 {
                     Outcome::err(errno())
                 } else {
-                    self.adopt(fd);
+                    self.adopt_new(fd, blocking)?;
                     Outcome::of(Value::Created)
                 }
             }
-            Call::Bind(s, Addr::Path(a)) => {
-                let fd = self.fd(s)?;
-                let _in_dir = self.enter_dir()?;
-                let ra = RawAddr::new(a);
-                ok_or_errno(unsafe { libc::bind(fd, ra.ptr(), ra.socklen()) })
-            }
-            Call::Connect(s, Addr::Path(a)) => {
-                let fd = self.fd(s)?;
-                let _in_dir = self.enter_dir()?;
-                let ra = RawAddr::new(a);
-                ok_or_errno(unsafe { libc::connect(fd, ra.ptr(), ra.socklen()) })
-            }
-            Call::Listen(s, n) => ok_or_errno(unsafe { libc::listen(self.fd(s)?, *n) }),
-            Call::Accept(s, false, None) => {
-                let mut buf = [0u8; 128];
-                let mut len = buf.len() as libc::socklen_t;
-                let fd = unsafe {
-                    libc::accept4(
-                        self.fd(s)?,
-                        buf.as_mut_ptr().cast(),
-                        &mut len,
-                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            Call::Socketpair(spec) => {
+                let (ty, blocking) = sock_type(spec);
+                let mut fds = [-1; 2];
+                let r = unsafe {
+                    libc::socketpair(
+                        libc::AF_UNIX,
+                        ty,
+                        spec.protocol.unwrap_or(0),
+                        fds.as_mut_ptr(),
                     )
                 };
-                if fd < 0 {
+                if r < 0 {
                     Outcome::err(errno())
                 } else {
-                    self.adopt(fd);
-                    Outcome::of(Value::Accepted(addr::returned(&buf, len)))
+                    self.adopt_new(fds[0], blocking)?;
+                    self.adopt_new(fds[1], blocking)?;
+                    Outcome::of(Value::Pair)
+                }
+            }
+            Call::Bind(s, a) => {
+                let fd = self.fd(s)?;
+                let sa = encode(call, a)?;
+                let _in_dir = self.enter_dir_for(a)?;
+                ok_or_errno(unsafe { libc::bind(fd, sa.buf.as_ptr().cast(), sa.len) })
+            }
+            Call::Connect(s, a) => {
+                let (fd, file) = self.sock(s)?;
+                let sa = encode(call, a)?;
+                let _in_dir = self.enter_dir_for(a)?;
+                let t = self.timer(fd, file, SockOpt::SNDTIMEO);
+                let mut out =
+                    ok_or_errno(unsafe { libc::connect(fd, sa.buf.as_ptr().cast(), sa.len) });
+                Timer::finish(t, &mut out);
+                out
+            }
+            Call::Listen(s, n) => ok_or_errno(unsafe { libc::listen(self.fd(s)?, *n) }),
+            Call::Accept(s, blocking, buf) => {
+                let (fd, file) = self.sock(s)?;
+                let n = buf.unwrap_or(128);
+                let mut abuf = addr::buffer(n);
+                let mut len = n as libc::socklen_t;
+                let flags = libc::SOCK_CLOEXEC | if *blocking { 0 } else { libc::SOCK_NONBLOCK };
+                let t = self.timer(fd, file, SockOpt::RCVTIMEO);
+                let nfd = unsafe { libc::accept4(fd, abuf.as_mut_ptr().cast(), &mut len, flags) };
+                let mut out = if nfd < 0 {
+                    Outcome::err(errno())
+                } else {
+                    Outcome::of(Value::Accepted(addr::returned(&abuf[..n as usize], len)))
+                };
+                Timer::finish(t, &mut out);
+                if nfd >= 0 {
+                    self.adopt_new(nfd, *blocking)?;
+                }
+                out
+            }
+            Call::Dup(s) => {
+                let (fd, file) = self.sock(s)?;
+                let nfd = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+                match file {
+                    Some(f) if nfd >= 0 => {
+                        self.adopt(nfd, f);
+                        Outcome::of(Value::Created)
+                    }
+                    _ if nfd >= 0 => {
+                        // Not reachable (a closed name answers EBADF); own the descriptor anyway.
+                        let f = self.new_file(false);
+                        self.adopt(nfd, f);
+                        Outcome::of(Value::Created)
+                    }
+                    _ => Outcome::err(errno()),
+                }
+            }
+            Call::Nonblock(s, on) => {
+                let (fd, file) = self.sock(s)?;
+                let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+                if fl < 0 {
+                    Outcome::err(errno())
+                } else {
+                    let fl = if *on {
+                        fl | libc::O_NONBLOCK
+                    } else {
+                        fl & !libc::O_NONBLOCK
+                    };
+                    let out = ok_or_errno(unsafe { libc::fcntl(fd, libc::F_SETFL, fl) });
+                    if out.errno().is_none() {
+                        if let Some(f) = file {
+                            self.files[f].blocking = !*on;
+                        }
+                        if !*on {
+                            set_blocking_timeouts(fd, true)?;
+                        }
+                    }
+                    out
                 }
             }
             Call::Write(s, d) => {
-                let r = unsafe {
-                    libc::send(self.fd(s)?, d.as_ptr().cast(), d.len(), libc::MSG_NOSIGNAL)
-                };
-                if r < 0 {
-                    Outcome::err(errno())
-                } else {
-                    Outcome::of(Value::Wrote(r as usize))
-                }
+                let (fd, file) = self.sock(s)?;
+                let t = self.timer(fd, file, SockOpt::SNDTIMEO);
+                let mut out = msg::send(fd, d, MSG_NOSIGNAL);
+                Timer::finish(t, &mut out);
+                out
             }
             Call::Read(s, n) => {
-                let fd = self.fd(s)?;
-                if self.buf.len() < *n {
-                    self.buf.resize(*n, 0);
+                let (fd, file) = self.sock(s)?;
+                let t = self.timer(fd, file, SockOpt::RCVTIMEO);
+                let mut out = msg::recv(fd, *n, 0, &mut self.buf);
+                Timer::finish(t, &mut out);
+                out
+            }
+            Call::Send(s, d, flags) => {
+                let (fd, file) = self.sock(s)?;
+                let t = self.timer(fd, file, SockOpt::SNDTIMEO);
+                let mut out = msg::send(fd, d, flags.0);
+                Timer::finish(t, &mut out);
+                out.sigpipe = sys::take_sigpipe();
+                out
+            }
+            Call::SendTo(s, d, a, flags) => {
+                let (fd, file) = self.sock(s)?;
+                let sa = encode(call, a)?;
+                let _in_dir = self.enter_dir_for(a)?;
+                let t = self.timer(fd, file, SockOpt::SNDTIMEO);
+                let mut out = msg::sendto(fd, d, &sa, flags.map_or(MSG_NOSIGNAL, |f| f.0));
+                Timer::finish(t, &mut out);
+                out.sigpipe = sys::take_sigpipe();
+                out
+            }
+            Call::SendMsg(s, d, m) => {
+                let (fd, file) = self.sock(s)?;
+                let sa = m.to.as_ref().map(|a| encode(call, a)).transpose()?;
+                let rights = m
+                    .rights
+                    .as_ref()
+                    .map(|r| r.iter().map(|n| self.fd(n)).collect::<Result<Vec<_>, _>>())
+                    .transpose()?;
+                let creds = m.creds.map(|c| libc::ucred {
+                    pid: match c.pid {
+                        Pid::Own => sys::own_pid(),
+                        Pid::Num(p) => p as libc::pid_t,
+                    },
+                    uid: c.uid as libc::uid_t,
+                    gid: c.gid as libc::gid_t,
+                });
+                let _in_dir = match &m.to {
+                    Some(a) => self.enter_dir_for(a)?,
+                    None => None,
+                };
+                let t = self.timer(fd, file, SockOpt::SNDTIMEO);
+                let mut out = msg::sendmsg(
+                    fd,
+                    d,
+                    sa.as_ref(),
+                    rights.as_deref(),
+                    creds,
+                    m.flags.map_or(MSG_NOSIGNAL, |f| f.0),
+                );
+                Timer::finish(t, &mut out);
+                out.sigpipe = sys::take_sigpipe();
+                out
+            }
+            Call::Recv(s, n, flags) => {
+                let (fd, file) = self.sock(s)?;
+                let t = self.timer(fd, file, SockOpt::RCVTIMEO);
+                let mut out = msg::recv(fd, *n, flags.0, &mut self.buf);
+                Timer::finish(t, &mut out);
+                out
+            }
+            Call::RecvFrom(s, n, flags, buf) => {
+                let (fd, file) = self.sock(s)?;
+                let t = self.timer(fd, file, SockOpt::RCVTIMEO);
+                let mut out = msg::recvfrom(
+                    fd,
+                    *n,
+                    flags.map_or(0, |f| f.0),
+                    buf.unwrap_or(msg::FROM_BUF),
+                    &mut self.buf,
+                );
+                Timer::finish(t, &mut out);
+                out
+            }
+            Call::RecvMsg(s, n, flags, space, buf) => {
+                let (fd, file) = self.sock(s)?;
+                let t = self.timer(fd, file, SockOpt::RCVTIMEO);
+                let (mut out, fds) = msg::recvmsg(
+                    fd,
+                    *n,
+                    flags.map_or(0, |f| f.0),
+                    space.unwrap_or(msg::CONTROL_SPACE),
+                    buf.unwrap_or(msg::FROM_BUF),
+                    &mut self.buf,
+                );
+                Timer::finish(t, &mut out);
+                for nfd in fds {
+                    let f = self.file_of_received(nfd);
+                    self.adopt(nfd, f);
                 }
-                let r = unsafe { libc::recv(fd, self.buf.as_mut_ptr().cast(), *n, 0) };
-                if r < 0 {
-                    Outcome::err(errno())
-                } else {
-                    Outcome::of(Value::Recv(Received::bytes(
-                        self.buf[..r as usize].to_vec(),
-                    )))
-                }
+                out
             }
             Call::Shutdown(s, h) => ok_or_errno(unsafe { libc::shutdown(self.fd(s)?, h.0) }),
             Call::Close(s) => match self.names.get_mut(s) {
                 Some(slot @ Slot::Open(_)) => {
-                    let Slot::Open(fd) = std::mem::replace(slot, Slot::Closed) else {
+                    let Slot::Open(sock) = std::mem::replace(slot, Slot::Closed) else {
                         unreachable!("matched Open above")
                     };
-                    ok_or_errno(unsafe { libc::close(fd.into_raw_fd()) })
+                    ok_or_errno(unsafe { libc::close(sock.fd.into_raw_fd()) })
                 }
                 Some(Slot::Closed) => ok_or_errno(unsafe { libc::close(CLOSED_FD) }),
                 None => return Err(KernelError::UnknownName(s.clone())),
             },
-            Call::Unlink(a) => {
-                let _in_dir = self.enter_dir()?;
-                let end = a.iter().position(|&b| b == 0).unwrap_or(a.len());
-                let c = CString::new(&a[..end]).unwrap_or_default();
-                ok_or_errno(unsafe { libc::unlink(c.as_ptr()) })
-            }
-            Call::GetSockName(s, None) => addr::get_name(self.fd(s)?, false),
-            Call::GetPeerName(s, None) => addr::get_name(self.fd(s)?, true),
+            Call::GetSockName(s, buf) => addr::get_name(self.fd(s)?, false, *buf),
+            Call::GetPeerName(s, buf) => addr::get_name(self.fd(s)?, true, *buf),
             Call::Poll(s) => {
                 let mut p = libc::pollfd {
                     fd: self.fd(s)?,
@@ -314,10 +594,72 @@ impl Kernel {
                     Outcome::of(Value::Ready(events(p.revents)))
                 }
             }
-            _ => return Err(KernelError::Unsupported(crate::script::fmt_call(call))),
+            Call::GetSockOpt(s, o) => opt::getsockopt(self.fd(s)?, *o),
+            Call::SetSockOpt(s, o, v) => opt::setsockopt(self.fd(s)?, *o, *v),
+            Call::Ioctl(s, r) => opt::ioctl(self.fd(s)?, *r),
+            Call::Unlink(p) => {
+                let _in_dir = self.enter_dir()?;
+                files::unlink(p)
+            }
+            Call::Mkdir(p) => {
+                let _in_dir = self.enter_dir()?;
+                files::mkdir(p)
+            }
+            Call::Mkfile(p) => {
+                let _in_dir = self.enter_dir()?;
+                files::mkfile(p)
+            }
+            Call::Symlink(target, p) => {
+                let _in_dir = self.enter_dir()?;
+                files::symlink(target, p)
+            }
+            Call::Link(old, new) => {
+                let _in_dir = self.enter_dir()?;
+                files::link(old, new)
+            }
+            Call::Rename(old, new) => {
+                let _in_dir = self.enter_dir()?;
+                files::rename(old, new)
+            }
+            Call::Chmod(p, mode) => {
+                let _in_dir = self.enter_dir()?;
+                files::chmod(p, *mode)
+            }
+            Call::Stat(p) => {
+                let _in_dir = self.enter_dir()?;
+                files::stat(p)
+            }
+            Call::Setcred(uid, gid) => match sys::setcred(*uid, *gid)? {
+                Ok(()) => Outcome::OK,
+                Err(e) => Outcome::err(Errno(e)),
+            },
         };
         Ok(out)
     }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        // Back to the thread's own credentials, and a directory the TempDir can remove whatever modes the
+        // script left.
+        let _ = sys::restore_creds();
+        self.names.clear();
+        self.orphans.clear();
+        self.fresh.clear();
+        let _ = files::clean(self.dir.path());
+    }
+}
+
+/// The type argument of socket / socketpair, and whether the socket blocks.
+fn sock_type(spec: &SockSpec) -> (libc::c_int, bool) {
+    let ty = spec.ty
+        | libc::SOCK_CLOEXEC
+        | if spec.blocking {
+            0
+        } else {
+            libc::SOCK_NONBLOCK
+        };
+    (ty, ty & libc::SOCK_NONBLOCK == 0)
 }
 
 /// Maps poll revents to the script's flags.
