@@ -210,6 +210,8 @@ impl Model {
         let listener_addr = self.socks[other].addr.clone();
         let listener_cred = self.socks[other].peercred;
         let mut e = self.fresh_sock(ty, false);
+        // rule `embryo_inherits_listener_passcred`
+        e.passcred = self.socks[other].passcred;
         e.state = State::Connected;
         e.addr = listener_addr;
         e.peer = Some(sid);

@@ -113,6 +113,7 @@ impl Model {
             truesize: ts,
             sender: sid,
             peeked: false,
+            oob: false,
         });
         Prediction::one("dgram_send_queues_one_message", Value::Wrote(d.len()))
     }
@@ -182,9 +183,8 @@ impl Model {
                 s.rx[i].peeked = true;
             }
         } else {
-            let done = s.rx.remove(i).expect("index in range");
             peek_bwd(&mut s.peek_off, len);
-            self.socks[done.sender].wmem -= done.truesize;
+            self.unlink_skb(sid, i);
         }
         Prediction::one("dgram_recv_one_message", Value::Recv(r))
     }

@@ -117,19 +117,26 @@ impl Model {
                 if s.state == State::Listening {
                     return Prediction::err("siocinq_on_listener_is_einval", Errno::EINVAL);
                 }
-                // rule `siocinq_by_type`: stream counts every queued skb whole (a partly read one too), seqpacket
+                // rule `siocinq_by_type`: stream counts the unread bytes (and a dropped OOB byte), seqpacket
                 // the unread bytes of every record, datagram the first message's length.
                 let n: usize = match s.ty {
-                    STREAM => s.rx.iter().map(|k| k.data.len()).sum(),
+                    STREAM => s.inq,
                     crate::script::SEQPACKET => s.rx.iter().map(|k| k.len()).sum(),
                     _ => s.rx.front().map_or(0, |k| k.data.len()),
                 };
                 Prediction::one("siocinq_by_type", Value::Int(n as i64))
             }
             Ioctl::AtMark => {
-                // rule `siocatmark_without_oob`: at the mark when the first skb is empty.
-                let at = s.rx.front().is_some_and(|k| k.is_empty());
-                Prediction::one("siocatmark_without_oob", Value::Int(at.into()))
+                if s.ty != STREAM {
+                    return Prediction::err("siocatmark_needs_stream", Errno::EOPNOTSUPP);
+                }
+                // rule `siocatmark_at_oob_byte`: the first skb is the OOB byte, or is spent and the OOB byte (or
+                // nothing marked) follows.
+                let has_oob = s.rx.iter().any(|k| k.oob);
+                let at = s.rx.front().is_some_and(|k| {
+                    k.oob || (k.is_empty() && (!has_oob || s.rx.get(1).is_some_and(|n| n.oob)))
+                });
+                Prediction::one("siocatmark_at_oob_byte", Value::Int(at.into()))
             }
         }
     }

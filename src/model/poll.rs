@@ -26,6 +26,10 @@ pub fn poll(m: &Model, sid: SockId) -> Prediction {
     if !s.rx.is_empty() || !s.pending.is_empty() {
         e |= Events::IN;
     }
+    // rule `pollpri_while_oob_byte_unread`
+    if s.rx.iter().any(|k| k.oob) {
+        e |= Events::PRI;
+    }
     if (s.ty == STREAM || s.ty == SEQPACKET) && s.state == State::Unconnected {
         e |= Events::HUP;
     }

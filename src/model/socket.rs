@@ -85,6 +85,9 @@ pub struct Sock {
     pub oobinline: bool,
     /// SO_PEERCRED: the peer's credentials as recorded at connect / listen / socketpair.
     pub peercred: Option<Creds>,
+    /// `inq_len` of a stream socket (SIOCINQ): bytes queued and not yet read; an OOB byte a normal read dropped
+    /// stays counted.
+    pub inq: usize,
 }
 
 impl Sock {
@@ -113,6 +116,7 @@ impl Sock {
             passcred: false,
             oobinline: false,
             peercred: None,
+            inq: 0,
         }
     }
 

@@ -19,6 +19,8 @@ pub struct Skb {
     pub sender: SockId,
     /// A zero-length datagram that a MSG_PEEK has seen (`skb->peeked`).
     pub peeked: bool,
+    /// This is the receiver's `oob_skb`: the one-byte skb of the last MSG_OOB send, not yet read.
+    pub oob: bool,
 }
 
 impl Skb {
@@ -31,8 +33,10 @@ impl Skb {
     }
 }
 
-/// Send flags the model knows the meaning of.
-const SEND_FLAGS: u32 = MSG_OOB | MSG_DONTWAIT | MSG_EOR | MSG_NOSIGNAL | MSG_MORE;
+/// Send flags the model knows the meaning of: OOB, DONTWAIT and NOSIGNAL act; EOR, MORE, DONTROUTE, CONFIRM and
+/// CMSG_CLOEXEC are accepted and change nothing on AF_UNIX (rule `send_ignores_other_flags`).
+const SEND_FLAGS: u32 =
+    MSG_OOB | MSG_DONTWAIT | MSG_EOR | MSG_NOSIGNAL | MSG_MORE | 0x4 | 0x800 | MSG_CMSG_CLOEXEC;
 /// Receive flags the model knows the meaning of.
 const RECV_FLAGS: u32 =
     MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT | MSG_WAITALL | MSG_OOB | MSG_CMSG_CLOEXEC;
@@ -78,11 +82,9 @@ impl Model {
         to: Option<&SockAddrBytes>,
         flags: Flags,
     ) -> Prediction {
-        if flags.has(MSG_OOB) {
-            if d.is_empty() {
-                return Prediction::err("send_oob_empty_is_eopnotsupp", Errno::EOPNOTSUPP);
-            }
-            return Prediction::unmodelled("oob_not_modelled_yet");
+        let oob = flags.has(MSG_OOB);
+        if oob && d.is_empty() {
+            return Prediction::err("send_oob_empty_is_eopnotsupp", Errno::EOPNOTSUPP);
         }
         let me = &self.socks[sid];
         if to.is_some() {
@@ -109,41 +111,85 @@ impl Model {
             // Also after the peer closed or shut down reading: both set our SEND_SHUTDOWN.
             return pipe("write_after_send_shutdown_is_epipe");
         }
+        // rule `oob_send_is_data_then_one_marked_byte`: all but the last byte go as data, the last byte as its
+        // own skb that becomes the receiver's OOB mark.
+        let data = if oob { &d[..d.len() - 1] } else { d };
         if d.is_empty() {
             return Prediction::one("write_empty_is_zero", Value::Wrote(0));
         }
-        // rule `write_allocates_before_checking_peer`: a full send buffer answers EAGAIN before a dead peer EPIPE.
-        if me.wmem >= me.sndbuf {
-            return self.eagain("write_sndbuf_full_is_eagain", sid, flags, false);
-        }
-        let p = &self.socks[peer];
-        if p.released || p.shut_rd {
-            return pipe("write_to_dead_peer_is_epipe");
-        }
-        // rule `write_chunks_while_sndbuf_not_full`: skbs of at most `chunk` bytes, each allocated only while
-        // the charged memory is below the send buffer, so the last one may overshoot it; a blocking writer then
-        // waits for its timeout and returns what it sent.
         let chunk = self.params.chunk(self.socks[sid].sndbuf);
+        let waits = self.wait_ms(sid, flags, false) > 0;
         let mut off = 0;
-        while off < d.len() && self.socks[sid].wmem < self.socks[sid].sndbuf {
-            let c = (d.len() - off).min(chunk);
-            let ts = self.params.truesize(c);
-            self.socks[sid].wmem += ts;
-            self.socks[peer].rx.push_back(Skb {
-                data: d[off..off + c].to_vec(),
-                consumed: 0,
-                truesize: ts,
-                sender: sid,
-                peeked: false,
-            });
+        while off < data.len() {
+            // rule `write_allocates_before_checking_peer`: a full send buffer answers EAGAIN before a dead peer
+            // EPIPE; rule `write_chunks_while_sndbuf_not_full`: skbs of at most `chunk` bytes, each allocated
+            // only while the charged memory is below the send buffer, so the last one may overshoot it; a
+            // blocking writer then waits for its timeout and returns what it sent.
+            if self.socks[sid].wmem >= self.socks[sid].sndbuf {
+                if off == 0 {
+                    return self.eagain("write_sndbuf_full_is_eagain", sid, flags, false);
+                }
+                let p = Prediction::one("write_chunks_while_sndbuf_not_full", Value::Wrote(off));
+                return if waits { p.waited() } else { p };
+            }
+            let p = &self.socks[peer];
+            if p.released || p.shut_rd {
+                if off == 0 {
+                    return pipe("write_to_dead_peer_is_epipe");
+                }
+                break;
+            }
+            let c = (data.len() - off).min(chunk);
+            self.queue_stream(sid, peer, &data[off..off + c], false);
             off += c;
         }
-        let p = Prediction::one("write_chunks_while_sndbuf_not_full", Value::Wrote(off));
-        if off < d.len() && self.wait_ms(sid, flags, false) > 0 {
-            p.waited()
-        } else {
-            p
+        if oob {
+            let rule = "oob_send_is_data_then_one_marked_byte";
+            if self.socks[sid].wmem >= self.socks[sid].sndbuf {
+                if off == 0 {
+                    return self.eagain(rule, sid, flags, false);
+                }
+                let p = Prediction::one(rule, Value::Wrote(off));
+                return if waits { p.waited() } else { p };
+            }
+            let p = &self.socks[peer];
+            if p.released || p.shut_rd {
+                // `queue_oob` raises no SIGPIPE.
+                return if off == 0 {
+                    Prediction::err(rule, Errno::EPIPE)
+                } else {
+                    Prediction::one(rule, Value::Wrote(off))
+                };
+            }
+            for k in self.socks[peer].rx.iter_mut() {
+                k.oob = false;
+            }
+            self.queue_stream(sid, peer, &d[d.len() - 1..], true);
+            return Prediction::one(rule, Value::Wrote(off + 1));
         }
+        Prediction::one("write_chunks_while_sndbuf_not_full", Value::Wrote(off))
+    }
+
+    fn queue_stream(&mut self, sid: SockId, peer: SockId, bytes: &[u8], oob: bool) {
+        let ts = self.params.truesize(bytes.len());
+        self.socks[sid].wmem += ts;
+        let p = &mut self.socks[peer];
+        p.rx.push_back(Skb {
+            data: bytes.to_vec(),
+            consumed: 0,
+            truesize: ts,
+            sender: sid,
+            peeked: false,
+            oob,
+        });
+        p.inq += bytes.len();
+    }
+
+    /// Removes the skb at `i` from `sid`'s queue and gives its sender the memory back.
+    pub(super) fn unlink_skb(&mut self, sid: SockId, i: usize) -> Skb {
+        let skb = self.socks[sid].rx.remove(i).expect("index in range");
+        self.socks[skb.sender].wmem -= skb.truesize;
+        skb
     }
 
     /// read / recv / recvfrom / recvmsg without control messages.
@@ -186,7 +232,7 @@ impl Model {
             return Prediction::err("read_unconnected_is_einval", Errno::EINVAL);
         }
         if flags.has(MSG_OOB) {
-            return Prediction::unmodelled("oob_not_modelled_yet");
+            return self.recv_urg(sid, n, flags);
         }
         let peek = flags.has(MSG_PEEK);
         let lowat = if flags.has(MSG_WAITALL) {
@@ -204,72 +250,159 @@ impl Model {
         };
         let mut out = Vec::new();
         let mut from = AddrOut::NONE;
-        let mut idx = 0;
-        loop {
-            // The skb holding the next byte past `skip`.
-            let s = &self.socks[sid];
-            while idx < s.rx.len() && skip >= s.rx[idx].len() {
-                skip -= s.rx[idx].len();
-                idx += 1;
-            }
-            if idx >= s.rx.len() {
-                if out.len() >= target {
-                    break;
+        'redo: loop {
+            let mut idx = (!self.socks[sid].rx.is_empty()).then_some(0);
+            'again: loop {
+                if let Some(i) = idx {
+                    idx = self.manage_oob(sid, i, peek, !out.is_empty());
+                    if idx.is_none() && !out.is_empty() {
+                        break 'redo;
+                    }
+                }
+                let Some(mut i) = idx else {
+                    if out.len() >= target {
+                        break 'redo;
+                    }
+                    let s = &mut self.socks[sid];
+                    if let Some(e) = s.err.take() {
+                        if out.is_empty() {
+                            return Prediction::err("read_reports_pending_error_once", e);
+                        }
+                        break 'redo;
+                    }
+                    if s.shut_rd {
+                        if out.is_empty() {
+                            return Prediction::one(
+                                "read_after_rcv_shutdown_is_eof",
+                                Value::Recv(Received::bytes(Vec::new())),
+                            );
+                        }
+                        break 'redo;
+                    }
+                    if out.is_empty() {
+                        return self.eagain("read_empty_is_eagain", sid, flags, true);
+                    }
+                    let p = self.stream_data(out, from);
+                    return if self.wait_ms(sid, flags, true) > 0 {
+                        p.waited()
+                    } else {
+                        p
+                    };
+                };
+                let s = &self.socks[sid];
+                while skip >= s.rx[i].len() {
+                    skip -= s.rx[i].len();
+                    i += 1;
+                    if i >= s.rx.len() {
+                        idx = None;
+                        continue 'again;
+                    }
+                }
+                let size = n - out.len();
+                let skb = &s.rx[i];
+                let chunk = (skb.len() - skip).min(size);
+                let start = skb.consumed + skip;
+                out.extend_from_slice(&skb.data[start..start + chunk]);
+                if let Some(a) = &self.socks[skb.sender].addr {
+                    from = a.out();
                 }
                 let s = &mut self.socks[sid];
-                if let Some(e) = s.err.take() {
-                    if out.is_empty() {
-                        return Prediction::err("read_reports_pending_error_once", e);
+                if peek {
+                    peek_fwd(&mut s.peek_off, chunk);
+                    skip = 0;
+                    if i + 1 < s.rx.len() && out.len() < n {
+                        idx = Some(i + 1);
+                        continue 'again;
                     }
-                    break;
+                    break 'redo;
                 }
-                if s.shut_rd {
-                    if out.is_empty() {
-                        return Prediction::one(
-                            "read_after_rcv_shutdown_is_eof",
-                            Value::Recv(Received::bytes(Vec::new())),
-                        );
-                    }
-                    break;
-                }
-                let waits = self.wait_ms(sid, flags, true) > 0;
-                if out.is_empty() {
-                    return self.eagain("read_empty_is_eagain", sid, flags, true);
-                }
-                let p = self.stream_data(out, from);
-                return if waits { p.waited() } else { p };
-            }
-            let size = n - out.len();
-            let skb = &self.socks[sid].rx[idx];
-            let chunk = (skb.len() - skip).min(size);
-            let start = skb.consumed + skip;
-            out.extend_from_slice(&skb.data[start..start + chunk]);
-            if let Some(a) = &self.socks[skb.sender].addr {
-                from = a.out();
-            }
-            let s = &mut self.socks[sid];
-            if !peek {
-                let skb = &mut s.rx[idx];
-                skb.consumed += chunk;
+                s.rx[i].consumed += chunk;
+                s.inq -= chunk;
                 peek_bwd(&mut s.peek_off, chunk);
-                if !s.rx[idx].is_empty() {
-                    break;
+                if !s.rx[i].is_empty() {
+                    break 'redo;
                 }
-                let done = s.rx.remove(idx).expect("index in range");
-                self.socks[done.sender].wmem -= done.truesize;
-            } else {
-                peek_fwd(&mut s.peek_off, chunk);
-                skip = 0;
-                idx += 1;
-                if idx >= s.rx.len() {
-                    break;
+                self.unlink_skb(sid, i);
+                if out.len() >= n {
+                    break 'redo;
                 }
-            }
-            if out.len() >= n {
-                break;
+                continue 'redo;
             }
         }
         self.stream_data(out, from)
+    }
+
+    /// `manage_oob`: what the reader does at skb `i` — pass a spent skb (dropping it unless peeking), stop at
+    /// an unread OOB byte once something was read, or else take the OOB byte out of the stream (rule
+    /// `oob_byte_is_dropped_by_a_normal_read`) unless SO_OOBINLINE keeps it in line.
+    fn manage_oob(&mut self, sid: SockId, i: usize, peek: bool, copied: bool) -> Option<usize> {
+        let s = &self.socks[sid];
+        let skb = &s.rx[i];
+        if !skb.is_empty() && !skb.oob {
+            return Some(i);
+        }
+        let mut i = i;
+        if skb.is_empty() {
+            let has_oob = s.rx.iter().any(|k| k.oob);
+            if copied && (!has_oob || skb.oob) {
+                return None;
+            } else if peek {
+                i += 1;
+            } else {
+                self.unlink_skb(sid, i);
+            }
+            if i >= self.socks[sid].rx.len() {
+                return None;
+            }
+        }
+        let s = &self.socks[sid];
+        if !s.rx[i].oob {
+            return Some(i);
+        }
+        // rule `oob_mark_stops_reads`
+        if copied {
+            return None;
+        }
+        let inline = s.oobinline;
+        if !peek {
+            self.socks[sid].rx[i].oob = false;
+            if !inline {
+                // The byte is gone, and SIOCINQ still counts it.
+                self.unlink_skb(sid, i);
+                return (!self.socks[sid].rx.is_empty()).then_some(0);
+            }
+            Some(i)
+        } else if !inline {
+            (i + 1 < s.rx.len()).then_some(i + 1)
+        } else {
+            Some(i)
+        }
+    }
+
+    /// `unix_stream_recv_urg`: MSG_OOB reads the marked byte (rule `oob_recv_reads_the_mark`).
+    fn recv_urg(&mut self, sid: SockId, n: usize, flags: Flags) -> Prediction {
+        let s = &self.socks[sid];
+        let Some(i) = s.rx.iter().position(|k| k.oob).filter(|_| !s.oobinline) else {
+            return Prediction::err("oob_recv_without_mark_is_einval", Errno::EINVAL);
+        };
+        if n == 0 {
+            return Prediction::unmodelled("oob_recv_into_no_buffer");
+        }
+        let skb = &s.rx[i];
+        let byte = skb.data[skb.consumed];
+        let mut i = i;
+        if !flags.has(MSG_PEEK) {
+            self.socks[sid].rx[i].oob = false;
+            self.socks[sid].inq -= 1;
+            if i > 0 && self.socks[sid].rx[i - 1].is_empty() {
+                self.unlink_skb(sid, i - 1);
+                i -= 1;
+            }
+            self.socks[sid].rx[i].consumed += 1;
+        }
+        let mut r = Received::bytes(vec![byte]);
+        r.flags = MSG_OOB;
+        Prediction::one("oob_recv_reads_the_mark", Value::Recv(r))
     }
 
     fn stream_data(&self, out: Vec<u8>, from: AddrOut) -> Prediction {
