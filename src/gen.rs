@@ -6,7 +6,11 @@
 use crate::check::auto_name;
 use crate::model::socket::{Addr, State};
 use crate::model::{Model, Params};
-use crate::script::{Addr as ScriptAddr, Call, How, Script, SockSpec, STREAM};
+use crate::script::{
+    Addr as ScriptAddr, Call, Flags, How, Ioctl, MsgOut, OptVal, Script, SockOpt, SockSpec, DGRAM,
+    MSG_DONTWAIT, MSG_EOR, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL, SEQPACKET,
+    STREAM,
+};
 
 /// Where choices come from. `below(n)` is in `0..n` (n ≥ 1); 0 is the simplest choice, so sources that
 /// shrink toward 0 shrink toward simpler scripts.
@@ -79,6 +83,45 @@ const ODD_PATHS: &[&[u8]] = &[
     b"b.sock\0tail",
 ];
 const BACKLOGS: &[i32] = &[0, 1, 2, 5, -1];
+/// Abstract names generated scripts use (the executor gives each script thread its own network namespace).
+const ABSTRACT: &[&[u8]] = &[b"a", b"b", b"", b"a\0"];
+/// Raw address forms at the edges of the length and family rules.
+const RAW_ADDRS: &[ScriptAddr] = &[
+    ScriptAddr::Raw {
+        family: None,
+        path: None,
+        len: Some(1),
+    },
+    ScriptAddr::Raw {
+        family: Some(2),
+        path: None,
+        len: Some(8),
+    },
+    ScriptAddr::Raw {
+        family: None,
+        path: None,
+        len: Some(0),
+    },
+    ScriptAddr::Raw {
+        family: None,
+        path: None,
+        len: Some(111),
+    },
+];
+/// Options generated getsockopt calls read.
+const GET_OPTS: &[SockOpt] = &[
+    SockOpt::TYPE,
+    SockOpt::ERROR,
+    SockOpt::ACCEPTCONN,
+    SockOpt::SNDBUF,
+    SockOpt::RCVBUF,
+    SockOpt::PEEK_OFF,
+    SockOpt::RCVLOWAT,
+    SockOpt::PEERCRED,
+    SockOpt::OOBINLINE,
+    SockOpt::PASSCRED,
+    SockOpt::SNDTIMEO,
+];
 const READ_SIZES: &[usize] = &[64, 1, 7, 0, 4096, 65536, 300_000];
 
 struct Gen<'s, S: Source> {
@@ -202,6 +245,227 @@ impl<S: Source> Gen<'_, S> {
     }
 
     fn step(&mut self) {
+        if self.chance(35) {
+            self.step_v2()
+        } else {
+            self.step_v1()
+        }
+    }
+
+    /// Addresses of bound sockets of type `ty` (paths and abstract names; autobind names are left out: a
+    /// script names them by order of appearance, which the generator does not track).
+    fn addrs_of(&self, ty: i32, listening: bool) -> Vec<ScriptAddr> {
+        self.names
+            .iter()
+            .filter_map(|n| self.model.sock_of(n))
+            .filter(|s| s.ty == ty && (!listening || s.state == State::Listening))
+            .filter_map(|s| match &s.addr {
+                Some(Addr::Path(p)) => Some(ScriptAddr::Path(p.clone())),
+                Some(Addr::Abstract(a)) if a.len() != 6 => {
+                    Some(ScriptAddr::Abstract(a[1..].to_vec()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// An address for a socket of type `ty` to reach: usually a bound one of that type.
+    fn target(&mut self, ty: i32, listening: bool) -> ScriptAddr {
+        let known = self.addrs_of(ty, listening);
+        if !known.is_empty() && self.chance(85) {
+            return self.pick(&known).clone();
+        }
+        self.any_addr()
+    }
+
+    /// Any address form: paths, abstract names, and now and then an odd raw form.
+    fn any_addr(&mut self) -> ScriptAddr {
+        match self.src.below(10) {
+            0..=4 => ScriptAddr::Path(self.path()),
+            5..=7 => ScriptAddr::Abstract(self.pick(ABSTRACT).to_vec()),
+            8 => ScriptAddr::Unnamed,
+            _ => self.pick(RAW_ADDRS).clone(),
+        }
+    }
+
+    fn sock_type(&mut self) -> i32 {
+        *self.pick(&[STREAM, DGRAM, SEQPACKET, DGRAM])
+    }
+
+    fn step_v2(&mut self) {
+        let of = |ty: i32| move |s: &crate::model::socket::Sock| s.ty == ty;
+        match self.src.below(14) {
+            0 => {
+                let ty = *self.pick(&[DGRAM, SEQPACKET]);
+                self.emit(Call::Socket(SockSpec::of(ty)));
+                let s = self.names.last().cloned().unwrap_or_default();
+                let a = self.any_addr();
+                self.emit(Call::Bind(s.clone(), a));
+                if ty == SEQPACKET {
+                    let b = *self.pick(BACKLOGS);
+                    self.emit(Call::Listen(s, b));
+                }
+            }
+            1 => {
+                let ty = self.sock_type();
+                self.emit(Call::Socketpair(SockSpec::of(ty)));
+            }
+            2 => {
+                // A client of any type towards a listener (or socket) of any type.
+                let ty = self.sock_type();
+                self.emit(Call::Socket(SockSpec::of(ty)));
+                let s = self.names.last().cloned().unwrap_or_default();
+                let to_ty = if self.chance(80) {
+                    ty
+                } else {
+                    self.sock_type()
+                };
+                let a = self.target(to_ty, to_ty != DGRAM);
+                self.emit(Call::Connect(s, a));
+            }
+            3 | 4 => {
+                if let Some(s) = self.subject(of(DGRAM)) {
+                    let d = self.dgram_data();
+                    let a = self.target(DGRAM, false);
+                    let f = self.send_flags();
+                    self.emit(Call::SendTo(s, d, a, f));
+                }
+            }
+            5 => {
+                if let Some(s) = self.subject(of(DGRAM)) {
+                    let a = if self.chance(20) {
+                        ScriptAddr::Raw {
+                            family: Some(0),
+                            path: None,
+                            len: None,
+                        }
+                    } else {
+                        self.target(DGRAM, false)
+                    };
+                    self.emit(Call::Connect(s, a));
+                }
+            }
+            6 | 7 => {
+                if let Some(s) = self.subject(|s| s.state == State::Connected || s.ty == DGRAM) {
+                    let n = *self.pick(&[1, 4, 64, 5000]);
+                    let f = *self.pick(&[
+                        0,
+                        MSG_PEEK,
+                        MSG_TRUNC,
+                        MSG_DONTWAIT,
+                        MSG_WAITALL,
+                        MSG_PEEK | MSG_TRUNC,
+                        MSG_OOB,
+                    ]);
+                    let c = match self.src.below(3) {
+                        0 => Call::Recv(s, n, Flags(f)),
+                        1 => Call::RecvFrom(s, n, Some(Flags(f)), None),
+                        _ => Call::RecvMsg(s, n, Some(Flags(f)), None, None),
+                    };
+                    self.emit(c);
+                }
+            }
+            8 | 9 => {
+                if let Some(s) = self.subject(|s| s.state == State::Connected) {
+                    let d = if self.chance(50) {
+                        self.dgram_data()
+                    } else {
+                        self.data()
+                    };
+                    let f = self.send_flags().unwrap_or(Flags(0));
+                    let c = if self.chance(70) {
+                        Call::Send(s, d, f)
+                    } else {
+                        Call::SendMsg(
+                            s,
+                            d,
+                            MsgOut {
+                                flags: Some(f),
+                                ..MsgOut::default()
+                            },
+                        )
+                    };
+                    self.emit(c);
+                }
+            }
+            10 => {
+                if let Some(s) = self.subject(|_| true) {
+                    let c = match self.src.below(6) {
+                        0 => {
+                            let v = *self.pick(&[0, 1000, 5000, 100_000]);
+                            Call::SetSockOpt(s, SockOpt::SNDBUF, OptVal::Int(v))
+                        }
+                        1 => {
+                            Call::SetSockOpt(s, SockOpt::PEEK_OFF, OptVal::Int(*self.pick(&[0, 2])))
+                        }
+                        2 => {
+                            Call::SetSockOpt(s, SockOpt::RCVLOWAT, OptVal::Int(*self.pick(&[0, 3])))
+                        }
+                        3 => Call::SetSockOpt(s, SockOpt::OOBINLINE, OptVal::Int(1)),
+                        _ => {
+                            let o = *self.pick(GET_OPTS);
+                            Call::GetSockOpt(s, o)
+                        }
+                    };
+                    self.emit(c);
+                }
+            }
+            11 => {
+                if let Some(s) = self.subject(|_| true) {
+                    let r = *self.pick(&[Ioctl::InQ, Ioctl::OutQ, Ioctl::AtMark]);
+                    self.emit(Call::Ioctl(s, r));
+                }
+            }
+            12 => {
+                if let Some(s) = self.subject(|_| true) {
+                    if self.chance(60) {
+                        self.emit(Call::Dup(s));
+                    } else {
+                        let h = How(*self.pick(&[0, 1, 2, 3]));
+                        self.emit(Call::Shutdown(s, h));
+                    }
+                }
+            }
+            _ => {
+                // A stream listener on an abstract name, and a client for it.
+                self.emit(Call::Socket(SockSpec::of(STREAM)));
+                let l = self.names.last().cloned().unwrap_or_default();
+                let name = self.pick(ABSTRACT).to_vec();
+                self.emit(Call::Bind(l.clone(), ScriptAddr::Abstract(name.clone())));
+                let b = *self.pick(BACKLOGS);
+                self.emit(Call::Listen(l, b));
+                self.emit(Call::Socket(SockSpec::of(STREAM)));
+                let c = self.names.last().cloned().unwrap_or_default();
+                self.emit(Call::Connect(c, ScriptAddr::Abstract(name)));
+            }
+        }
+    }
+
+    fn send_flags(&mut self) -> Option<Flags> {
+        let f = *self.pick(&[
+            None,
+            Some(MSG_NOSIGNAL),
+            Some(0),
+            Some(MSG_DONTWAIT | MSG_NOSIGNAL),
+            Some(MSG_OOB | MSG_NOSIGNAL),
+            Some(MSG_EOR | MSG_NOSIGNAL),
+        ]);
+        f.map(Flags)
+    }
+
+    fn dgram_data(&mut self) -> Vec<u8> {
+        let len = match self.src.below(10) {
+            0 => 0,
+            1..=6 => 1 + self.src.below(16),
+            7 | 8 => 1 + self.src.below(3000),
+            _ => 50_000 + self.src.below(200_000),
+        };
+        let byte = b'a' + (self.writes % 26) as u8;
+        self.writes += 1;
+        vec![byte; len]
+    }
+
+    fn step_v1(&mut self) {
         let connected = |s: &crate::model::socket::Sock| s.state == State::Connected;
         match self.src.below(20) {
             // Recipes that build state.

@@ -170,8 +170,18 @@ impl Model {
         self.names.contains_key(name)
     }
 
-    /// Names of the states the live socket `name` is in (several may hold at once), for coverage reports.
+    /// Names of the states the live socket `name` is in (several may hold at once), for coverage reports; a
+    /// datagram or seqpacket socket's states carry its type (`dgram-connected`).
     pub fn states_of(&self, name: &str) -> Vec<&'static str> {
+        let v = self.stream_states_of(name);
+        match self.sock_of(name).map(|s| s.ty) {
+            Some(DGRAM) => v.into_iter().map(|s| prefixed("dgram-", s)).collect(),
+            Some(SEQPACKET) => v.into_iter().map(|s| prefixed("seqpacket-", s)).collect(),
+            _ => v,
+        }
+    }
+
+    fn stream_states_of(&self, name: &str) -> Vec<&'static str> {
         let Some(s) = self.sock_of(name) else {
             return if self.knows(name) {
                 vec!["closed"]
@@ -605,6 +615,67 @@ enum Recv {
     From(u32),
     /// recvmsg: and the message flags.
     Msg(u32),
+}
+
+/// `prefix` + `state` as a static name (the set of states is small and fixed).
+fn prefixed(prefix: &str, state: &'static str) -> &'static str {
+    const STATES: &[&str] = &[
+        "bound",
+        "fresh",
+        "listening",
+        "listening-with-pending",
+        "pending",
+        "peer-closed",
+        "connected",
+        "reset",
+        "half-closed-rd",
+        "half-closed-wr",
+        "shut-both",
+        "full-buffer",
+        "unread-data",
+        "closed",
+    ];
+    const DGRAM_STATES: &[&str] = &[
+        "dgram-bound",
+        "dgram-fresh",
+        "dgram-listening",
+        "dgram-listening-with-pending",
+        "dgram-pending",
+        "dgram-peer-closed",
+        "dgram-connected",
+        "dgram-reset",
+        "dgram-half-closed-rd",
+        "dgram-half-closed-wr",
+        "dgram-shut-both",
+        "dgram-full-buffer",
+        "dgram-unread-data",
+        "dgram-closed",
+    ];
+    const SEQ_STATES: &[&str] = &[
+        "seqpacket-bound",
+        "seqpacket-fresh",
+        "seqpacket-listening",
+        "seqpacket-listening-with-pending",
+        "seqpacket-pending",
+        "seqpacket-peer-closed",
+        "seqpacket-connected",
+        "seqpacket-reset",
+        "seqpacket-half-closed-rd",
+        "seqpacket-half-closed-wr",
+        "seqpacket-shut-both",
+        "seqpacket-full-buffer",
+        "seqpacket-unread-data",
+        "seqpacket-closed",
+    ];
+    let table = if prefix == "dgram-" {
+        DGRAM_STATES
+    } else {
+        SEQ_STATES
+    };
+    STATES
+        .iter()
+        .position(|s| *s == state)
+        .map_or(state, |i| table[i])
 }
 
 fn addr_out(a: &Option<SockAddr>) -> AddrOut {

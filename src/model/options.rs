@@ -133,9 +133,11 @@ impl Model {
                 // rule `siocatmark_at_oob_byte`: the first skb is the OOB byte, or is spent and the OOB byte (or
                 // nothing marked) follows.
                 let has_oob = s.rx.iter().any(|k| k.oob);
-                let at = s.rx.front().is_some_and(|k| {
-                    k.oob || (k.is_empty() && (!has_oob || s.rx.get(1).is_some_and(|n| n.oob)))
-                });
+                // A listener's queue holds an empty skb per pending connection.
+                let at = !s.pending.is_empty()
+                    || s.rx.front().is_some_and(|k| {
+                        k.oob || (k.is_empty() && (!has_oob || s.rx.get(1).is_some_and(|n| n.oob)))
+                    });
                 Prediction::one("siocatmark_at_oob_byte", Value::Int(at.into()))
             }
         }
