@@ -285,6 +285,7 @@ impl Model {
         let rx: Vec<_> = self.socks[sid].rx.drain(..).collect();
         for skb in rx {
             self.socks[skb.sender].wmem -= skb.truesize;
+            self.drop_fds(skb.fds);
         }
         let o = &mut self.socks[old];
         if !o.released && o.peer == Some(sid) {

@@ -12,7 +12,13 @@ use crate::script::{
 };
 
 impl Model {
-    pub(super) fn send_seqpacket(&mut self, sid: SockId, d: &[u8], flags: Flags) -> Prediction {
+    pub(super) fn send_seqpacket(
+        &mut self,
+        sid: SockId,
+        d: &[u8],
+        flags: Flags,
+        fds: &[SockId],
+    ) -> Prediction {
         // rule `seqpacket_send_reports_pending_error`: `sock_error` first (and consumes it).
         if let Some(e) = self.socks[sid].err.take() {
             return Prediction::err("seqpacket_send_reports_pending_error", e);
@@ -21,7 +27,7 @@ impl Model {
             return Prediction::err("seqpacket_send_unconnected_is_enotconn", Errno::ENOTCONN);
         }
         // rule `seqpacket_send_ignores_address`: the address of a sendto is dropped.
-        self.send_dgram(sid, d, None, flags)
+        self.send_dgram(sid, d, None, flags, fds)
     }
 
     pub(super) fn send_dgram(
@@ -30,6 +36,7 @@ impl Model {
         d: &[u8],
         to: Option<&SockAddrBytes>,
         flags: Flags,
+        fds: &[SockId],
     ) -> Prediction {
         let seqpacket = self.socks[sid].ty == SEQPACKET;
         if flags.has(MSG_OOB) {
@@ -107,6 +114,9 @@ impl Model {
         }
         let ts = self.params.dgram_truesize(d.len());
         self.socks[sid].wmem += ts;
+        for &f in fds {
+            self.socks[f].refs += 1;
+        }
         self.socks[other].rx.push_back(Skb {
             data: d.to_vec(),
             consumed: 0,
@@ -114,11 +124,18 @@ impl Model {
             sender: sid,
             peeked: false,
             oob: false,
+            fds: fds.to_vec(),
         });
         Prediction::one("dgram_send_queues_one_message", Value::Wrote(d.len()))
     }
 
-    pub(super) fn recv_dgram(&mut self, sid: SockId, n: usize, flags: Flags) -> Prediction {
+    pub(super) fn recv_dgram(
+        &mut self,
+        sid: SockId,
+        n: usize,
+        flags: Flags,
+        shape: super::Recv,
+    ) -> Prediction {
         let seqpacket = self.socks[sid].ty == SEQPACKET;
         if seqpacket && self.socks[sid].state != State::Connected {
             return Prediction::err("seqpacket_recv_unconnected_is_enotconn", Errno::ENOTCONN);
@@ -167,15 +184,19 @@ impl Model {
             .as_ref()
             .map_or(AddrOut::NONE, |a| a.out());
         let len = skb.len();
-        let r = Received {
+        let (rights, ctrunc) = self.take_fds(sid, i, peek, shape);
+        let mut r = Received {
             ret: if flags.has(MSG_TRUNC) { avail } else { copy },
             data,
             from,
             // rule `dgram_short_buffer_truncates`: the rest of the message is dropped, MSG_TRUNC says so.
             flags: if n < avail { MSG_TRUNC } else { 0 },
-            rights: 0,
+            rights,
             creds: None,
         };
+        if ctrunc {
+            r.flags |= crate::script::MSG_CTRUNC;
+        }
         let s = &mut self.socks[sid];
         if peek {
             peek_fwd(&mut s.peek_off, copy);

@@ -416,15 +416,29 @@ impl Model {
                 }
                 Prediction::ok("nonblock_sets_the_open_file")
             }
-            Call::Write(_, d) => self.send(sid, d, None, Flags(MSG_NOSIGNAL)),
-            Call::Send(_, d, f) => self.send(sid, d, None, *f),
+            Call::Write(_, d) => self.send(sid, d, None, Flags(MSG_NOSIGNAL), &[]),
+            Call::Send(_, d, f) => self.send(sid, d, None, *f, &[]),
             Call::SendTo(_, d, a, f) => match a.encode() {
-                Some(a) => self.send(sid, d, Some(&a), f.unwrap_or(Flags(MSG_NOSIGNAL))),
+                Some(a) => self.send(sid, d, Some(&a), f.unwrap_or(Flags(MSG_NOSIGNAL)), &[]),
                 None => Prediction::unmodelled("autobind_name_unresolved"),
             },
             Call::SendMsg(_, d, m) => {
-                if m.rights.is_some() || m.creds.is_some() {
-                    return Prediction::unmodelled("descriptors_and_credentials_in_flight");
+                if m.creds.is_some() {
+                    return Prediction::unmodelled("credentials_not_modelled_yet");
+                }
+                let mut fds = Vec::new();
+                for r in m.rights.iter().flatten() {
+                    match self.names.get(r) {
+                        Some(Handle::Open(id)) => fds.push(*id),
+                        // rule `rights_of_closed_name_is_ebadf`: scm_send takes a reference to each file.
+                        _ => {
+                            return Prediction::err("rights_of_closed_name_is_ebadf", Errno::EBADF)
+                        }
+                    }
+                }
+                // rule `rights_over_scm_max_fd_is_einval`: at most 253 descriptors in one message.
+                if fds.len() > SCM_MAX_FD {
+                    return Prediction::err("rights_over_scm_max_fd_is_einval", Errno::EINVAL);
                 }
                 let to = match &m.to {
                     Some(a) => match a.encode() {
@@ -433,7 +447,9 @@ impl Model {
                     },
                     None => None,
                 };
-                self.send(sid, d, to.as_ref(), m.flags.unwrap_or(Flags(MSG_NOSIGNAL)))
+                let flags = m.flags.unwrap_or(Flags(MSG_NOSIGNAL));
+                let p = self.send(sid, d, to.as_ref(), flags, &fds);
+                self.after_release().map_or(p, |gc| gc)
             }
             Call::Read(_, n) => self.recv(sid, *n, Flags(0), Recv::Data),
             Call::Recv(_, n, f) => self.recv(sid, *n, *f, Recv::Data),
@@ -443,17 +459,12 @@ impl Model {
                 f.unwrap_or_default(),
                 Recv::From(buf.unwrap_or(110)),
             ),
-            Call::RecvMsg(_, n, f, space, buf) => {
-                if space.is_some_and(|s| s != 256) {
-                    return Prediction::unmodelled("control_buffer_size");
-                }
-                self.recv(
-                    sid,
-                    *n,
-                    f.unwrap_or_default(),
-                    Recv::Msg(buf.unwrap_or(110)),
-                )
-            }
+            Call::RecvMsg(_, n, f, space, buf) => self.recv(
+                sid,
+                *n,
+                f.unwrap_or_default(),
+                Recv::Msg(buf.unwrap_or(110), space.unwrap_or(256)),
+            ),
             Call::Shutdown(_, h) => self.shutdown(sid, h.0),
             Call::Close(s) => self.close_name(s, sid),
             Call::GetSockName(_, buf) => Prediction::one(
@@ -491,14 +502,68 @@ impl Model {
     /// descriptor refers to it.
     fn close_name(&mut self, name: &str, sid: SockId) -> Prediction {
         self.names.insert(name.to_string(), Handle::Closed);
-        let s = &mut self.socks[sid];
-        s.refs = s.refs.saturating_sub(1);
-        if s.refs == 0 {
-            self.release(sid, false);
+        let released = self.drop_ref(sid);
+        let p = if released {
             Prediction::ok("close_releases")
         } else {
             Prediction::ok("close_releases_last_descriptor")
+        };
+        self.after_release().map_or(p, |gc| gc)
+    }
+
+    /// One reference to `sid` goes (a descriptor closed, an in-flight copy dropped); at none the socket is
+    /// released. Returns whether it was.
+    fn drop_ref(&mut self, sid: SockId) -> bool {
+        let s = &mut self.socks[sid];
+        s.refs = s.refs.saturating_sub(1);
+        if s.refs == 0 && !s.released {
+            self.release(sid, false);
+            true
+        } else {
+            false
         }
+    }
+
+    /// Drops the descriptors an skb carried (they are closed, as when the skb is freed).
+    fn drop_fds(&mut self, fds: Vec<SockId>) {
+        for f in fds {
+            self.drop_ref(f);
+        }
+    }
+
+    /// rule `in_flight_cycle_is_collected_asynchronously`: sockets referenced only by copies in flight in the
+    /// queues of sockets that are themselves only in flight are garbage; the kernel's collector frees them on a
+    /// work queue, at a moment no script controls, so from here the model does not say.
+    fn after_release(&self) -> Option<Prediction> {
+        let mut inflight = vec![0usize; self.socks.len()];
+        for s in &self.socks {
+            for k in &s.rx {
+                for &f in &k.fds {
+                    inflight[f] += 1;
+                }
+            }
+        }
+        if inflight.iter().all(|&n| n == 0) {
+            return None;
+        }
+        let mut reached = vec![false; self.socks.len()];
+        let mut stack: Vec<SockId> = (0..self.socks.len())
+            .filter(|&i| !self.socks[i].released && self.socks[i].refs > inflight[i])
+            .collect();
+        // Embryos are held by their listener.
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut reached[i], true) {
+                continue;
+            }
+            let s = &self.socks[i];
+            stack.extend(s.pending.iter().copied());
+            for k in &s.rx {
+                stack.extend(k.fds.iter().copied());
+            }
+        }
+        let garbage = (0..self.socks.len())
+            .any(|i| !self.socks[i].released && inflight[i] > 0 && !reached[i]);
+        garbage.then(|| Prediction::unmodelled("in_flight_cycle_is_collected_asynchronously"))
     }
 
     /// Whether a call on `sid` with `flags` may wait (a blocking socket, no MSG_DONTWAIT), and for how long.
@@ -598,6 +663,7 @@ impl Model {
         }
         for skb in rx {
             self.socks[skb.sender].wmem -= skb.truesize;
+            self.drop_fds(skb.fds);
         }
         for e in pending {
             // rule `close_listener_resets_pending_clients`
@@ -613,9 +679,23 @@ enum Recv {
     Data,
     /// recvfrom: and the sender's address, into a buffer of this many bytes.
     From(u32),
-    /// recvmsg: and the message flags.
-    Msg(u32),
+    /// recvmsg: and the message flags, with a control buffer of this many bytes (0: none).
+    Msg(u32, usize),
 }
+
+impl Recv {
+    /// How many received descriptors fit the control buffer: none for read/recv/recvfrom (no control
+    /// buffer), `(space - sizeof(cmsghdr)) / sizeof(int)` for recvmsg (`scm_max_fds`).
+    fn max_fds(self) -> usize {
+        match self {
+            Recv::Msg(_, space) if space > 16 => (space - 16) / 4,
+            _ => 0,
+        }
+    }
+}
+
+/// SCM_MAX_FD: the most descriptors one SCM_RIGHTS message carries.
+const SCM_MAX_FD: usize = 253;
 
 /// `prefix` + `state` as a static name (the set of states is small and fixed).
 fn prefixed(prefix: &str, state: &'static str) -> &'static str {

@@ -3,6 +3,7 @@
 
 use super::socket::{SockId, State};
 use super::{Model, Prediction, Recv};
+use crate::script::MSG_CTRUNC;
 use crate::script::{
     AddrOut, Errno, Flags, Received, SockAddrBytes, Value, DGRAM, MSG_CMSG_CLOEXEC, MSG_DONTWAIT,
     MSG_EOR, MSG_MORE, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL, STREAM,
@@ -21,6 +22,8 @@ pub struct Skb {
     pub peeked: bool,
     /// This is the receiver's `oob_skb`: the one-byte skb of the last MSG_OOB send, not yet read.
     pub oob: bool,
+    /// Descriptors in flight with this skb (SCM_RIGHTS), in order; each holds its socket open.
+    pub fds: Vec<SockId>,
 }
 
 impl Skb {
@@ -62,6 +65,7 @@ impl Model {
         d: &[u8],
         to: Option<&SockAddrBytes>,
         flags: Flags,
+        fds: &[SockId],
     ) -> Prediction {
         if flags.0 & !SEND_FLAGS != 0 {
             return Prediction::unmodelled("send_flag_not_modelled");
@@ -69,9 +73,9 @@ impl Model {
         // `move_addr_to_kernel`: a zero length passes no address at all.
         let to = to.filter(|a| a.len > 0);
         match self.socks[sid].ty {
-            STREAM => self.send_stream(sid, d, to, flags),
-            DGRAM => self.send_dgram(sid, d, to, flags),
-            _ => self.send_seqpacket(sid, d, flags),
+            STREAM => self.send_stream(sid, d, to, flags, fds),
+            DGRAM => self.send_dgram(sid, d, to, flags, fds),
+            _ => self.send_seqpacket(sid, d, flags, fds),
         }
     }
 
@@ -81,7 +85,11 @@ impl Model {
         d: &[u8],
         to: Option<&SockAddrBytes>,
         flags: Flags,
+        fds: &[SockId],
     ) -> Prediction {
+        // rule `rights_ride_the_first_skb`: a stream send attaches its descriptors to its first skb (so a
+        // zero-length send carries none).
+        let mut fds = Some(fds);
         let oob = flags.has(MSG_OOB);
         if oob && d.is_empty() {
             return Prediction::err("send_oob_empty_is_eopnotsupp", Errno::EOPNOTSUPP);
@@ -140,7 +148,13 @@ impl Model {
                 break;
             }
             let c = (data.len() - off).min(chunk);
-            self.queue_stream(sid, peer, &data[off..off + c], false);
+            self.queue_stream(
+                sid,
+                peer,
+                &data[off..off + c],
+                false,
+                fds.take().unwrap_or(&[]),
+            );
             off += c;
         }
         if oob {
@@ -164,15 +178,24 @@ impl Model {
             for k in self.socks[peer].rx.iter_mut() {
                 k.oob = false;
             }
-            self.queue_stream(sid, peer, &d[d.len() - 1..], true);
+            self.queue_stream(
+                sid,
+                peer,
+                &d[d.len() - 1..],
+                true,
+                fds.take().unwrap_or(&[]),
+            );
             return Prediction::one(rule, Value::Wrote(off + 1));
         }
         Prediction::one("write_chunks_while_sndbuf_not_full", Value::Wrote(off))
     }
 
-    fn queue_stream(&mut self, sid: SockId, peer: SockId, bytes: &[u8], oob: bool) {
+    fn queue_stream(&mut self, sid: SockId, peer: SockId, bytes: &[u8], oob: bool, fds: &[SockId]) {
         let ts = self.params.truesize(bytes.len());
         self.socks[sid].wmem += ts;
+        for &f in fds {
+            self.socks[f].refs += 1;
+        }
         let p = &mut self.socks[peer];
         p.rx.push_back(Skb {
             data: bytes.to_vec(),
@@ -181,15 +204,48 @@ impl Model {
             sender: sid,
             peeked: false,
             oob,
+            fds: fds.to_vec(),
         });
         p.inq += bytes.len();
     }
 
-    /// Removes the skb at `i` from `sid`'s queue and gives its sender the memory back.
-    pub(super) fn unlink_skb(&mut self, sid: SockId, i: usize) -> Skb {
-        let skb = self.socks[sid].rx.remove(i).expect("index in range");
+    /// Removes the skb at `i` from `sid`'s queue and gives its sender the memory back; descriptors still on
+    /// it are closed.
+    pub(super) fn unlink_skb(&mut self, sid: SockId, i: usize) {
+        let mut skb = self.socks[sid].rx.remove(i).expect("index in range");
         self.socks[skb.sender].wmem -= skb.truesize;
-        skb
+        self.drop_fds(std::mem::take(&mut skb.fds));
+    }
+
+    /// What a receive does with the descriptors of skb `i`: a read takes them off the skb, a peek copies them;
+    /// then as many as fit the control buffer become new descriptors, the rest are closed
+    /// (rule `rights_that_do_not_fit_are_closed`).
+    pub(super) fn take_fds(
+        &mut self,
+        sid: SockId,
+        i: usize,
+        peek: bool,
+        shape: Recv,
+    ) -> (usize, bool) {
+        let fds = if peek {
+            let f = self.socks[sid].rx[i].fds.clone();
+            for &x in &f {
+                self.socks[x].refs += 1;
+            }
+            f
+        } else {
+            std::mem::take(&mut self.socks[sid].rx[i].fds)
+        };
+        if fds.is_empty() {
+            return (0, false);
+        }
+        let fit = fds.len().min(shape.max_fds());
+        for &x in &fds[..fit] {
+            // The in-flight reference becomes the new descriptor's.
+            self.fresh.push(x);
+        }
+        self.drop_fds(fds[fit..].to_vec());
+        (fit, fit < fds.len())
     }
 
     /// read / recv / recvfrom / recvmsg without control messages.
@@ -201,9 +257,9 @@ impl Model {
             return Prediction::unmodelled("passcred_not_modelled_yet");
         }
         let mut p = if self.socks[sid].ty == STREAM {
-            self.recv_stream(sid, n, flags)
+            self.recv_stream(sid, n, flags, shape)
         } else {
-            self.recv_dgram(sid, n, flags)
+            self.recv_dgram(sid, n, flags, shape)
         };
         for o in &mut p.allowed {
             if let Value::Recv(r) = &mut o.value {
@@ -216,7 +272,7 @@ impl Model {
                         r.from = r.from.cut(b);
                         r.flags = 0;
                     }
-                    Recv::Msg(b) => {
+                    Recv::Msg(b, _) => {
                         r.from = r.from.cut(b);
                         // `____sys_recvmsg` starts msg_flags from the caller's MSG_CMSG_CLOEXEC.
                         r.flags |= flags.0 & MSG_CMSG_CLOEXEC;
@@ -227,7 +283,7 @@ impl Model {
         p
     }
 
-    fn recv_stream(&mut self, sid: SockId, n: usize, flags: Flags) -> Prediction {
+    fn recv_stream(&mut self, sid: SockId, n: usize, flags: Flags, shape: Recv) -> Prediction {
         if self.socks[sid].state != State::Connected {
             return Prediction::err("read_unconnected_is_einval", Errno::EINVAL);
         }
@@ -250,6 +306,9 @@ impl Model {
         };
         let mut out = Vec::new();
         let mut from = AddrOut::NONE;
+        // Descriptors received, and whether some did not fit (MSG_CTRUNC).
+        let mut rights = (0, false);
+        let mut got_fds = false;
         'redo: loop {
             let mut idx = (!self.socks[sid].rx.is_empty()).then_some(0);
             'again: loop {
@@ -282,7 +341,7 @@ impl Model {
                     if out.is_empty() {
                         return self.eagain("read_empty_is_eagain", sid, flags, true);
                     }
-                    let p = self.stream_data(out, from);
+                    let p = self.stream_data(out, from, rights);
                     return if self.wait_ms(sid, flags, true) > 0 {
                         p.waited()
                     } else {
@@ -306,11 +365,17 @@ impl Model {
                 if let Some(a) = &self.socks[skb.sender].addr {
                     from = a.out();
                 }
+                let has_fds = !self.socks[sid].rx[i].fds.is_empty();
+                if has_fds {
+                    rights = self.take_fds(sid, i, peek, shape);
+                    got_fds = true;
+                }
                 let s = &mut self.socks[sid];
                 if peek {
                     peek_fwd(&mut s.peek_off, chunk);
                     skip = 0;
-                    if i + 1 < s.rx.len() && out.len() < n {
+                    // rule `rights_end_a_stream_read`: a read never runs past an skb that carried descriptors.
+                    if i + 1 < s.rx.len() && out.len() < n && !got_fds {
                         idx = Some(i + 1);
                         continue 'again;
                     }
@@ -323,13 +388,13 @@ impl Model {
                     break 'redo;
                 }
                 self.unlink_skb(sid, i);
-                if out.len() >= n {
+                if out.len() >= n || got_fds {
                     break 'redo;
                 }
                 continue 'redo;
             }
         }
-        self.stream_data(out, from)
+        self.stream_data(out, from, rights)
     }
 
     /// `manage_oob`: what the reader does at skb `i` — pass a spent skb (dropping it unless peeking), stop at
@@ -405,9 +470,13 @@ impl Model {
         Prediction::one("oob_recv_reads_the_mark", Value::Recv(r))
     }
 
-    fn stream_data(&self, out: Vec<u8>, from: AddrOut) -> Prediction {
+    fn stream_data(&self, out: Vec<u8>, from: AddrOut, rights: (usize, bool)) -> Prediction {
         let mut r = Received::bytes(out);
         r.from = from;
+        r.rights = rights.0;
+        if rights.1 {
+            r.flags |= MSG_CTRUNC;
+        }
         Prediction::one("read_copies_across_skbs", Value::Recv(r))
     }
 }
