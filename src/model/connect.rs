@@ -2,7 +2,7 @@
 //! seqpacket through a listener (`unix_stream_connect`), datagram by association (`unix_dgram_connect`).
 
 use super::addr::{self, Target, AF_UNSPEC};
-use super::namespace::Lookup;
+use super::namespace::{Lookup, Node, WalkErr, MAY_EXEC, MAY_WRITE};
 use super::socket::{Addr as SockAddr, SockId, State};
 use super::{addr_out, Model, Prediction, BLOCKING_TIMEOUT_MS};
 use crate::script::{Errno, Flags, SockAddrBytes, Value, DGRAM};
@@ -23,22 +23,32 @@ impl Model {
     }
 
     fn bind_bsd(&mut self, sid: SockId, path: &[u8]) -> Prediction {
-        let (found, file) = match self.fs.lookup(path, true) {
+        let cred = self.cred();
+        let (found, w) = match self.fs.lookup(path, true, cred) {
             Ok(r) => r,
-            Err(e) => return Prediction::err("bind_path_lookup", e),
+            Err(WalkErr::Errno(e)) => return Prediction::err("bind_path_lookup", e),
+            Err(WalkErr::Outside) => {
+                return Prediction::unmodelled("path_leaves_the_private_directory")
+            }
         };
         match found {
             // rule `bind_existing_path_is_eaddrinuse`: mknod finds the name taken (even when the socket that made
             // it is gone, and before the already-bound check).
-            Lookup::Dir | Lookup::Socket(_) => {
+            Lookup::Dir | Lookup::Socket(_) | Lookup::Other => {
                 Prediction::err("bind_existing_path_is_eaddrinuse", Errno::EADDRINUSE)
             }
             Lookup::Missing => {
+                // rule `bind_needs_write_on_directory`
+                if !self.fs.permits(w.dir, cred, MAY_WRITE | MAY_EXEC) {
+                    return Prediction::err("bind_needs_write_on_directory", Errno::EACCES);
+                }
                 if self.socks[sid].addr.is_some() {
                     // rule `bind_twice_is_einval`: the file mknod made is removed again.
                     return Prediction::err("bind_twice_is_einval", Errno::EINVAL);
                 }
-                self.fs.create(file, sid);
+                // rule `bind_creates_socket_file`: mode 0777 less the umask (022), owned by the caller.
+                self.fs
+                    .create(w.dir, w.name, Node::Socket(sid), 0o755, cred);
                 self.socks[sid].addr = Some(SockAddr::Path(path.to_vec()));
                 Prediction::ok("bind_creates_socket_file")
             }
@@ -130,16 +140,12 @@ impl Model {
     }
 
     /// Finds the socket an address names (`unix_find_other`) for a socket of type `ty`.
-    pub(super) fn find_other(
-        &self,
-        target: &Target,
-        ty: i32,
-    ) -> Result<SockId, (&'static str, Errno)> {
+    pub(super) fn find_other(&self, target: &Target, ty: i32) -> Result<SockId, Prediction> {
         let path = match target {
             Target::Abstract(name) => {
                 return match self.abstract_names.get(&(ty, name.clone())) {
                     Some(&o) => Ok(o),
-                    None => Err((
+                    None => Err(Prediction::err(
                         "connect_abstract_unknown_is_econnrefused",
                         Errno::ECONNREFUSED,
                     )),
@@ -147,21 +153,40 @@ impl Model {
             }
             Target::Bsd(p) => p,
         };
-        match self.fs.lookup(path, false) {
-            Err(e) => Err(("connect_path_lookup", e)),
-            Ok((Lookup::Missing, _)) => Err(("connect_missing_path_is_enoent", Errno::ENOENT)),
-            Ok((Lookup::Dir, _)) => {
-                Err(("connect_not_a_socket_is_econnrefused", Errno::ECONNREFUSED))
+        let cred = self.cred();
+        match self.fs.lookup(path, false, cred) {
+            Err(WalkErr::Errno(e)) => Err(Prediction::err("connect_path_lookup", e)),
+            Err(WalkErr::Outside) => {
+                Err(Prediction::unmodelled("path_leaves_the_private_directory"))
             }
+            Ok((Lookup::Missing, _)) => Err(Prediction::err(
+                "connect_missing_path_is_enoent",
+                Errno::ENOENT,
+            )),
+            // rule `connect_needs_write_on_socket_file`
+            Ok((_, w))
+                if w.found
+                    .is_some_and(|f| !self.fs.permits(f, cred, MAY_WRITE)) =>
+            {
+                Err(Prediction::err(
+                    "connect_needs_write_on_socket_file",
+                    Errno::EACCES,
+                ))
+            }
+            Ok((Lookup::Dir | Lookup::Other, _)) => Err(Prediction::err(
+                "connect_not_a_socket_is_econnrefused",
+                Errno::ECONNREFUSED,
+            )),
             // rule `connect_dead_socket_file_is_econnrefused`: the file outlives its socket.
-            Ok((Lookup::Socket(o), _)) if self.socks[o].released => Err((
+            Ok((Lookup::Socket(o), _)) if self.socks[o].released => Err(Prediction::err(
                 "connect_dead_socket_file_is_econnrefused",
                 Errno::ECONNREFUSED,
             )),
             // rule `connect_other_type_is_eprototype`
-            Ok((Lookup::Socket(o), _)) if self.socks[o].ty != ty => {
-                Err(("connect_other_type_is_eprototype", Errno::EPROTOTYPE))
-            }
+            Ok((Lookup::Socket(o), _)) if self.socks[o].ty != ty => Err(Prediction::err(
+                "connect_other_type_is_eprototype",
+                Errno::EPROTOTYPE,
+            )),
             Ok((Lookup::Socket(o), _)) => Ok(o),
         }
     }
@@ -181,7 +206,7 @@ impl Model {
         let ty = self.socks[sid].ty;
         let other = match self.find_other(&target, ty) {
             Ok(o) => o,
-            Err((rule, e)) => return Prediction::err(rule, e),
+            Err(p) => return p,
         };
         let o = &self.socks[other];
         if o.state != State::Listening {
@@ -244,7 +269,7 @@ impl Model {
             }
             let other = match self.find_other(&target, DGRAM) {
                 Ok(o) => o,
-                Err((rule, e)) => return Prediction::err(rule, e),
+                Err(p) => return p,
             };
             // rule `dgram_connect_to_socket_connected_elsewhere_is_eperm`
             if self.socks[other].peer.is_some_and(|p| p != sid) {

@@ -70,7 +70,7 @@ impl Model {
         let other = match &target {
             Some(t) => match self.find_other(t, DGRAM) {
                 Ok(o) => o,
-                Err((rule, e)) => return Prediction::err(rule, e),
+                Err(p) => return p,
             },
             None => match self.socks[sid].peer {
                 Some(p) => p,

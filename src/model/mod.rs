@@ -9,6 +9,7 @@
 pub mod addr;
 mod connect;
 mod dgram;
+mod files;
 pub mod namespace;
 mod options;
 pub mod params;
@@ -20,7 +21,7 @@ use crate::script::{
     AddrOut, Call, Creds, Errno, Flags, Name, Outcome, Pid, SockSpec, Value, DGRAM, MSG_DONTWAIT,
     MSG_NOSIGNAL, SEQPACKET, STREAM,
 };
-use namespace::{Lookup, Namespace};
+use namespace::Namespace;
 pub use params::Params;
 use socket::{Addr as SockAddr, Sock, SockId, State};
 use std::collections::HashMap;
@@ -110,6 +111,9 @@ impl std::fmt::Display for ModelError {
 
 impl std::error::Error for ModelError {}
 
+/// The mode of the executor's private directory (a temp directory: 0700, owned by the process).
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
 /// The timeout the executor gives every blocking socket (SO_RCVTIMEO and SO_SNDTIMEO), in milliseconds.
 pub const BLOCKING_TIMEOUT_MS: u64 = 100;
 
@@ -134,13 +138,14 @@ pub struct Model {
 
 impl Model {
     pub fn new(params: Params) -> Model {
+        let (uid, gid) = (params.uid, params.gid);
         Model {
             euid: params.uid,
             egid: params.gid,
             params,
             socks: Vec::new(),
             names: HashMap::new(),
-            fs: Namespace::default(),
+            fs: Namespace::new(uid, gid, PRIVATE_DIR_MODE),
             abstract_names: HashMap::new(),
             next_auto: 0xf0000,
             fresh: Vec::new(),
@@ -340,8 +345,7 @@ impl Model {
                     Prediction::one("socketpair_connects_two_unnamed", Value::Pair)
                 }
             },
-            Call::Unlink(p) => self.unlink(p),
-            _ => Prediction::unmodelled("not_modelled_yet"),
+            _ => self.files(call),
         }
     }
 
@@ -606,23 +610,6 @@ impl Model {
             p.shut_rd |= wr;
         }
         Prediction::ok("shutdown_any_state_is_ok")
-    }
-
-    fn unlink(&mut self, p: &[u8]) -> Prediction {
-        let path = namespace::fs_path(p);
-        if path.is_empty() {
-            return Prediction::err("unlink_empty_path_is_enoent", Errno::ENOENT);
-        }
-        match self.fs.lookup(path, false) {
-            Err(e) => Prediction::err("unlink_path_lookup", e),
-            Ok((Lookup::Missing, _)) => Prediction::err("unlink_missing_is_enoent", Errno::ENOENT),
-            Ok((Lookup::Dir, _)) => Prediction::err("unlink_dir_is_eisdir", Errno::EISDIR),
-            Ok((Lookup::Socket(_), file)) => {
-                // rule `unlink_keeps_socket`: the socket keeps its address and its listeners keep accepting.
-                self.fs.remove(&file);
-                Prediction::ok("unlink_removes_file_only")
-            }
-        }
     }
 
     /// `unix_release_sock`: the socket goes away. A stream or seqpacket peer sees end of file (and a reset if
