@@ -307,38 +307,57 @@ fn setcred_acts_on_the_script_thread_and_reset_restores_root() {
     }
     let mut k = Kernel::new().expect("executor");
     let before = groups();
-    // A thread that exists before setcred (a thread spawned after it would inherit the script's ids).
-    let (go, wait) = std::sync::mpsc::channel::<()>();
-    let other = std::thread::spawn(move || {
-        wait.recv().expect("go");
-        ids()
-    });
+    // A thread that exists before setcred samples its own ids while the script's calls run (a thread spawned
+    // after it would inherit the script's ids; the libc wrappers would change this one too).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.insert(ids());
+                std::thread::yield_now();
+            }
+            seen
+        })
+    };
+    // Credentials by default carry the real ids, SO_PEERCRED the effective ones.
     let steps = run_kernel(
         &mut k,
-        "chmod(\".\", 0755) -> 0\nsetcred(65534, 65533) -> 0\nmkdir(\"d\") -> EACCES\n",
+        "chmod(\".\", 0755) -> 0\nsetcred(65534, 65533) -> 0\nmkdir(\"d\") -> EACCES\n\
+         socketpair(STREAM, BLOCKING) -> a, b\n\
+         getsockopt(a, SO_PEERCRED) -> {pid=SELF, uid=65534, gid=65533}\n\
+         setsockopt(b, SO_PASSCRED, 1) -> 0\nwrite(a, \"c\") -> 1\n\
+         recvmsg(b, 8) -> \"c\" from none creds={pid=SELF, uid=0, gid=0}\n\
+         read(b, 1) -> EAGAIN after timeout\n",
     );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = sampler.join().expect("sampler");
     assert_eq!(mismatches(&steps), Vec::<String>::new());
-    assert_eq!(ids(), (0, 65534, 0, 65533), "real ids stay 0");
-    assert!(groups().is_empty());
-    // Other threads keep their credentials.
-    go.send(()).expect("send");
-    let other = other.join().expect("thread");
-    assert_eq!(other.1, 0);
-    assert_eq!(other.3, 0);
-    k.reset().expect("reset");
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [(0, 0, 0, 0)],
+        "another thread's ids changed"
+    );
+    // Between calls the thread has its own ids again (the rest of the program never runs as the script).
     assert_eq!(ids(), (0, 0, 0, 0));
     assert_eq!(groups(), before);
-    // A script that does not make "." accessible first still runs its path calls (EACCES from the kernel
-    // or success, never an executor error), and setcred(0, 0) restores root within a script.
+    k.reset().expect("reset");
+    assert_eq!(ids(), (0, 0, 0, 0));
+    // After reset the script's credentials are gone: the next script starts as root.
     let steps = run_kernel(
         &mut k,
-        "setcred(65534, 65534) -> 0\nmkfile(\"f\") -> EACCES\nsetcred(0, 0) -> 0\nmkfile(\"f\") -> 0\n\
-         setcred(65534, 65534) -> 0\nstat(\"f\") -> EACCES\n",
+        "mkdir(\"d\") -> 0\nsetcred(65534, 65534) -> 0\nmkfile(\"f\") -> EACCES\n\
+         setcred(0, 0) -> 0\nmkfile(\"f\") -> 0\nsetcred(65534, 65534) -> 0\nstat(\"f\") -> EACCES\n",
     );
     assert_eq!(mismatches(&steps), Vec::<String>::new());
-    assert_eq!(groups(), Vec::<libc::gid_t>::new());
+    k.reset().expect("reset");
+    let steps = run_kernel(&mut k, "mkfile(\"f\") -> 0\nstat(\"f\") -> file 0644\n");
+    assert_eq!(mismatches(&steps), Vec::<String>::new());
+    // A script that ends under other credentials, then the executor dropped.
+    run_kernel(&mut k, "setcred(65534, 65534) -> 0\n");
     drop(k);
-    assert_eq!(ids(), (0, 0, 0, 0), "dropping the executor restores too");
+    assert_eq!(ids(), (0, 0, 0, 0));
     assert_eq!(groups(), before);
 }
 

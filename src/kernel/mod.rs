@@ -355,6 +355,8 @@ impl Kernel {
     /// Runs one call. Descriptors it creates are named afterwards with `name_new`.
     pub fn run(&mut self, call: &Call) -> Result<Outcome, KernelError> {
         sys::init()?;
+        // The credentials `setcred` gave the script, for this call only.
+        let _creds = sys::ScriptCreds::enter()?;
         let unnamed = std::mem::take(&mut self.fresh);
         self.orphans.extend(unnamed.into_iter().map(|s| s.fd));
         // SAFETY (all libc calls below): every pointer passed points into a live buffer of at least the

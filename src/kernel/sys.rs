@@ -20,10 +20,20 @@ pub struct ThreadState {
     groups: Vec<libc::gid_t>,
     /// The effective gid at setup.
     egid: libc::gid_t,
-    /// Set by `setcred`: the thread's credentials differ from setup until `restore_creds`.
-    changed: Cell<bool>,
-    /// The effective uid `setcred` left (meaningful while `changed`).
-    euid: Cell<libc::uid_t>,
+    /// The credentials `setcred` gave the script, where they differ from setup. They are in force only
+    /// during the script's calls (`ScriptCreds`): between calls the thread is back to its own, so that the
+    /// rest of the program (reading the next script, writing reports, cleaning) never runs as `nobody`.
+    script: std::cell::RefCell<Option<Ids>>,
+    /// Whether `script` is in force right now.
+    applied: Cell<bool>,
+}
+
+/// Effective ids and groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Ids {
+    euid: libc::uid_t,
+    egid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
 }
 
 thread_local! {
@@ -83,8 +93,8 @@ fn setup() -> Result<ThreadState, KernelError> {
         isolated,
         groups,
         egid,
-        changed: Cell::new(false),
-        euid: Cell::new(0),
+        script: std::cell::RefCell::new(None),
+        applied: Cell::new(false),
     })
 }
 
@@ -160,18 +170,85 @@ fn setgroups(g: &[libc::gid_t]) -> Result<(), i32> {
     }
 }
 
-fn effective_uid() -> libc::uid_t {
+fn current_ids() -> Result<Ids, i32> {
     let (mut r, mut e, mut s) = (0, 0, 0);
-    // SAFETY: three live u32s.
-    unsafe { libc::syscall(libc::SYS_getresuid, &mut r, &mut e, &mut s) };
-    e
+    let (mut gr, mut ge, mut gs) = (0, 0, 0);
+    // SAFETY: six live u32s.
+    unsafe {
+        libc::syscall(libc::SYS_getresuid, &mut r, &mut e, &mut s);
+        libc::syscall(libc::SYS_getresgid, &mut gr, &mut ge, &mut gs);
+    }
+    Ok(Ids {
+        euid: e,
+        egid: ge,
+        groups: get_groups().map_err(|_| last_errno())?,
+    })
 }
 
-/// `setcred(UID, GID)` on this thread: back to effective uid 0, groups, effective gid, effective uid.
-/// Returns the errno of the first step that failed.
+impl ThreadState {
+    fn baseline(&self) -> Ids {
+        Ids {
+            euid: 0,
+            egid: self.egid,
+            groups: self.groups.clone(),
+        }
+    }
+
+    /// Back to the thread's own credentials (effective uid 0, the groups and effective gid of setup).
+    fn to_baseline(&self) -> Result<(), i32> {
+        setresuid(-1, 0, -1)?;
+        setgroups(&self.groups)?;
+        setresgid(-1, i64::from(self.egid), -1)
+    }
+
+    /// The script's credentials, from the thread's own (effective uid 0).
+    fn to_script(&self, ids: &Ids) -> Result<(), i32> {
+        setgroups(&ids.groups)?;
+        setresgid(-1, i64::from(ids.egid), -1)?;
+        setresuid(-1, i64::from(ids.euid), -1)
+    }
+}
+
+/// While alive (one script call), the credentials `setcred` gave the script are in force on this thread;
+/// dropping it returns the thread to its own. Costs nothing while the script has not changed credentials.
+pub struct ScriptCreds(());
+
+impl ScriptCreds {
+    pub fn enter() -> Result<ScriptCreds, KernelError> {
+        THREAD.with(|t| {
+            if let Some(t) = t.get() {
+                if let Some(ids) = t.script.borrow().as_ref() {
+                    t.to_script(ids).map_err(|e| {
+                        KernelError::Setup(format!(
+                            "apply the script's credentials: {}",
+                            nix::errno::Errno::from_raw(e)
+                        ))
+                    })?;
+                    t.applied.set(true);
+                }
+            }
+            Ok(ScriptCreds(()))
+        })
+    }
+}
+
+impl Drop for ScriptCreds {
+    fn drop(&mut self) {
+        THREAD.with(|t| {
+            if let Some(t) = t.get().filter(|t| t.applied.get()) {
+                // Going back to effective uid 0 cannot fail while real and saved uids are 0.
+                let _ = t.to_baseline();
+                t.applied.set(false);
+            }
+        });
+    }
+}
+
+/// `setcred(UID, GID)` on this thread: back to effective uid 0, groups, effective gid, effective uid, by raw
+/// system calls. Returns the errno of the first step that failed. Whatever the thread's ids are afterwards
+/// become the script's credentials for its later calls.
 pub fn setcred(uid: u32, gid: u32) -> Result<Result<(), i32>, KernelError> {
     with(|t| {
-        t.changed.set(true);
         let r = (|| {
             setresuid(-1, 0, -1)?;
             if uid == 0 && gid == 0 {
@@ -182,37 +259,50 @@ pub fn setcred(uid: u32, gid: u32) -> Result<Result<(), i32>, KernelError> {
             setresgid(-1, i64::from(gid), -1)?;
             setresuid(-1, i64::from(uid), -1)
         })();
-        t.euid.set(effective_uid());
+        match current_ids() {
+            Ok(ids) if ids == t.baseline() => {
+                *t.script.borrow_mut() = None;
+                t.applied.set(false);
+            }
+            Ok(ids) => {
+                *t.script.borrow_mut() = Some(ids);
+                t.applied.set(true);
+            }
+            Err(e) => return Err(e),
+        }
         r
     })
 }
 
-/// Restores what `setcred` changed on this thread (effective uid 0, the groups and effective gid of setup);
-/// nothing on a thread that never ran a script.
+/// Forgets the credentials `setcred` gave the script (between scripts) and makes sure the thread has its
+/// own; nothing on a thread that never ran a script.
 pub fn restore_creds() -> Result<(), KernelError> {
     THREAD.with(|t| {
-        let Some(t) = t.get().filter(|t| t.changed.get()) else {
+        let Some(t) = t.get() else {
             return Ok(());
         };
-        setresuid(-1, 0, -1)
-            .and_then(|()| setgroups(&t.groups))
-            .and_then(|()| setresgid(-1, i64::from(t.egid), -1))
-            .map_err(|e| {
+        let had = t.script.borrow_mut().take().is_some();
+        if had || t.applied.get() {
+            t.to_baseline().map_err(|e| {
                 KernelError::Setup(format!(
                     "restore credentials: {}",
                     nix::errno::Errno::from_raw(e)
                 ))
             })?;
-        t.changed.set(false);
-        t.euid.set(0);
+            t.applied.set(false);
+        }
         Ok(())
     })
 }
 
-/// Runs `f` with effective uid 0 if `setcred` left another one (so that the executor itself can change
-/// directory in and out of the private directory whatever the script's credentials), then goes back.
+/// Runs `f` with effective uid 0 if the script's credentials are in force (so that the executor itself can
+/// change directory in and out of the private directory whatever they are), then goes back.
 pub fn as_root<R>(f: impl FnOnce() -> R) -> R {
-    let euid = THREAD.with(|t| t.get().filter(|t| t.changed.get()).map(|t| t.euid.get()));
+    let euid = THREAD.with(|t| {
+        t.get()
+            .filter(|t| t.applied.get())
+            .and_then(|t| t.script.borrow().as_ref().map(|i| i.euid))
+    });
     match euid {
         Some(e) if e != 0 => {
             let _ = setresuid(-1, 0, -1);
