@@ -439,3 +439,28 @@ fn options_queries_and_truncation() {
     );
     assert_eq!(mismatches(&steps), Vec::<String>::new());
 }
+
+#[test]
+fn an_executor_kept_in_a_thread_local_is_dropped_cleanly_at_thread_exit() {
+    // As the fuzz targets keep one checker per thread: its drop runs among the thread-local destructors,
+    // possibly after the executor's own per-thread state is gone.
+    thread_local! {
+        static K: std::cell::RefCell<Option<Kernel>> = const { std::cell::RefCell::new(None) };
+    }
+    let dir = std::thread::spawn(|| {
+        K.with(|k| {
+            let mut k2 = Kernel::new().expect("executor");
+            let steps = run_kernel(
+                &mut k2,
+                "mkdir(\"d\") -> 0\nchmod(\"d\", 0) -> 0\nsocket(STREAM) -> s\nbind(s, \"x\") -> 0\n",
+            );
+            assert_eq!(mismatches(&steps), Vec::<String>::new());
+            let dir = k2.dir().to_path_buf();
+            *k.borrow_mut() = Some(k2);
+            dir
+        })
+    })
+    .join()
+    .expect("the thread exits without a panic");
+    assert!(!dir.exists(), "the private directory is removed");
+}

@@ -50,7 +50,9 @@ struct InDir;
 impl Drop for InDir {
     fn drop(&mut self) {
         // Best effort: the home directory fd stays open, so this only fails if it was removed.
-        let _ = sys::with(|t| sys::as_root(|| nix::unistd::fchdir(&t.home)));
+        sys::with_existing(|t| {
+            let _ = sys::as_root(|| nix::unistd::fchdir(&t.home));
+        });
     }
 }
 

@@ -46,12 +46,36 @@ fn last_errno() -> i32 {
 
 /// Sets the calling thread up once (idempotent and cheap after the first call) and runs `f` on its state.
 pub fn with<R>(f: impl FnOnce(&ThreadState) -> R) -> Result<R, KernelError> {
-    THREAD.with(|t| {
-        if t.get().is_none() {
-            let st = setup()?;
-            let _ = t.set(st);
+    THREAD
+        .try_with(|t| {
+            if t.get().is_none() {
+                let st = setup()?;
+                let _ = t.set(st);
+            }
+            Ok(f(t.get().expect("set above")))
+        })
+        .unwrap_or_else(|_| {
+            Err(KernelError::Setup(
+                "the thread is exiting (its executor state is gone)".into(),
+            ))
+        })
+}
+
+/// Runs `f` on the thread's state if it was set up and is still alive (not during the thread's exit, when a
+/// thread-local executor may be dropped after this state).
+fn existing<R>(f: impl FnOnce(Option<&ThreadState>) -> R) -> R {
+    let mut f = Some(f);
+    THREAD
+        .try_with(|t| (f.take().expect("called once"))(t.get()))
+        .unwrap_or_else(|_| (f.take().expect("not called"))(None))
+}
+
+/// Runs `f` on the thread's state from a destructor: never sets the thread up, never panics.
+pub fn with_existing(f: impl FnOnce(&ThreadState)) {
+    existing(|t| {
+        if let Some(t) = t {
+            f(t)
         }
-        Ok(f(t.get().expect("set above")))
     })
 }
 
@@ -215,8 +239,8 @@ pub struct ScriptCreds(());
 
 impl ScriptCreds {
     pub fn enter() -> Result<ScriptCreds, KernelError> {
-        THREAD.with(|t| {
-            if let Some(t) = t.get() {
+        existing(|t| {
+            if let Some(t) = t {
                 if let Some(ids) = t.script.borrow().as_ref() {
                     t.to_script(ids).map_err(|e| {
                         KernelError::Setup(format!(
@@ -234,8 +258,8 @@ impl ScriptCreds {
 
 impl Drop for ScriptCreds {
     fn drop(&mut self) {
-        THREAD.with(|t| {
-            if let Some(t) = t.get().filter(|t| t.applied.get()) {
+        with_existing(|t| {
+            if t.applied.get() {
                 // Going back to effective uid 0 cannot fail while real and saved uids are 0.
                 let _ = t.to_baseline();
                 t.applied.set(false);
@@ -277,8 +301,8 @@ pub fn setcred(uid: u32, gid: u32) -> Result<Result<(), i32>, KernelError> {
 /// Forgets the credentials `setcred` gave the script (between scripts) and makes sure the thread has its
 /// own; nothing on a thread that never ran a script.
 pub fn restore_creds() -> Result<(), KernelError> {
-    THREAD.with(|t| {
-        let Some(t) = t.get() else {
+    existing(|t| {
+        let Some(t) = t else {
             return Ok(());
         };
         let had = t.script.borrow_mut().take().is_some();
@@ -298,9 +322,8 @@ pub fn restore_creds() -> Result<(), KernelError> {
 /// Runs `f` with effective uid 0 if the script's credentials are in force (so that the executor itself can
 /// change directory in and out of the private directory whatever they are), then goes back.
 pub fn as_root<R>(f: impl FnOnce() -> R) -> R {
-    let euid = THREAD.with(|t| {
-        t.get()
-            .filter(|t| t.applied.get())
+    let euid = existing(|t| {
+        t.filter(|t| t.applied.get())
             .and_then(|t| t.script.borrow().as_ref().map(|i| i.euid))
     });
     match euid {
