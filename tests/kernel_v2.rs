@@ -5,7 +5,7 @@ use nix::libc;
 use std::time::{Duration, Instant};
 use udsim::check::{recorded_line, Autos, Checker, Names, Options, Step};
 use udsim::kernel::{can_setcred, Kernel};
-use udsim::script::{parse, Errno, ExpectValue, Outcome, Received, Value};
+use udsim::script::{parse, Call, Errno, ExpectValue, Outcome, Received, Value};
 
 /// Runs a script on the kernel alone, naming descriptors and numbering autobind names as the checker does
 /// (kernel side only), and returns each step with the kernel's outcome.
@@ -463,4 +463,26 @@ fn an_executor_kept_in_a_thread_local_is_dropped_cleanly_at_thread_exit() {
     .join()
     .expect("the thread exits without a panic");
     assert!(!dir.exists(), "the private directory is removed");
+}
+
+#[test]
+fn a_zero_timeout_on_a_blocking_socket_is_refused_not_waited_for() {
+    let mut k = Kernel::new().expect("executor");
+    // On a non-blocking socket 0ms is fine, and nonblock(S, 0) replaces it with the executor's 100 ms.
+    let steps = run_kernel(
+        &mut k,
+        "socketpair(STREAM, BLOCKING) -> a, b\nsocketpair(STREAM) -> c, d\n\
+         setsockopt(d, SO_RCVTIMEO, 0ms) -> 0\nnonblock(d, 0) -> 0\n\
+         getsockopt(d, SO_RCVTIMEO) -> 100ms\nread(d, 1) -> EAGAIN after timeout\n",
+    );
+    assert_eq!(mismatches(&steps), Vec::<String>::new());
+    let r = k.run(&Call::SetSockOpt(
+        "b".into(),
+        udsim::script::SockOpt::RCVTIMEO,
+        udsim::script::OptVal::Ms(0),
+    ));
+    assert!(
+        matches!(r, Err(udsim::kernel::KernelError::Script(_))),
+        "{r:?}"
+    );
 }

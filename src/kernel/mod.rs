@@ -22,7 +22,7 @@ mod opt;
 mod sys;
 
 use crate::script::{
-    Addr, Call, Errno, Events, Name, Outcome, Pid, SockAddrBytes, SockOpt, SockSpec, Value,
+    Addr, Call, Errno, Events, Name, OptVal, Outcome, Pid, SockAddrBytes, SockOpt, SockSpec, Value,
     MSG_NOSIGNAL,
 };
 use nix::libc;
@@ -41,6 +41,12 @@ pub const BLOCKING_TIMEOUT_MS: u64 = 100;
 /// Whether `setcred` can work on this thread: effective uid 0.
 pub fn can_setcred() -> bool {
     sys::can_setcred()
+}
+
+/// Whether scripts run on the calling thread have abstract names to themselves (see `Kernel::isolated`);
+/// sets the thread up as an executor thread if it is not one yet.
+pub fn thread_isolated() -> bool {
+    sys::with(|t| t.isolated).unwrap_or(false)
 }
 
 /// While alive, this thread's cwd is an executor's private directory; dropping it restores the thread's cwd,
@@ -67,6 +73,9 @@ pub enum KernelError {
     Unsupported(String),
     /// An address the executor cannot hand the kernel (`@autoN` the checker did not resolve).
     Unresolved(String),
+    /// A call the contract rules out that only the executor can recognise (e.g. a timeout of `0ms` on a
+    /// blocking socket, which would let a call wait for ever).
+    Script(String),
 }
 
 impl std::fmt::Display for KernelError {
@@ -81,6 +90,7 @@ impl std::fmt::Display for KernelError {
                     "`{c}`: an address the checker should have resolved first"
                 )
             }
+            KernelError::Script(m) => write!(f, "script error: {m}"),
         }
     }
 }
@@ -599,7 +609,20 @@ impl Kernel {
                 }
             }
             Call::GetSockOpt(s, o) => opt::getsockopt(self.fd(s)?, *o),
-            Call::SetSockOpt(s, o, v) => opt::setsockopt(self.fd(s)?, *o, *v),
+            Call::SetSockOpt(s, o, v) => {
+                let (fd, file) = self.sock(s)?;
+                if o.is_timeout()
+                    && *v == OptVal::Ms(0)
+                    && file.is_some_and(|f| self.files[f].blocking)
+                {
+                    return Err(KernelError::Script(format!(
+                        "`{}`: SO_RCVTIMEO and SO_SNDTIMEO take 0ms on non-blocking sockets only \
+                         (a blocking call would wait for ever)",
+                        crate::script::fmt_call(call)
+                    )));
+                }
+                opt::setsockopt(fd, *o, *v)
+            }
             Call::Ioctl(s, r) => opt::ioctl(self.fd(s)?, *r),
             Call::Unlink(p) => {
                 let _in_dir = self.enter_dir()?;
