@@ -18,7 +18,8 @@ pub struct ThreadState {
     pub isolated: bool,
     /// The supplementary groups at setup (what `setcred(0, 0)` and `reset` restore).
     groups: Vec<libc::gid_t>,
-    /// The effective gid at setup.
+    /// The effective uid and gid at setup.
+    euid: libc::uid_t,
     egid: libc::gid_t,
     /// The credentials `setcred` gave the script, where they differ from setup. They are in force only
     /// during the script's calls (`ScriptCreds`): between calls the thread is back to its own, so that the
@@ -110,13 +111,15 @@ fn setup() -> Result<ThreadState, KernelError> {
         }
     }
     let groups = get_groups()?;
-    // SAFETY: getegid has no memory effects (and is per thread: it reads this task's credentials).
-    let egid = unsafe { libc::getegid() };
+    let ids = current_ids().map_err(|e| {
+        KernelError::Setup(format!("getresuid: {}", nix::errno::Errno::from_raw(e)))
+    })?;
     Ok(ThreadState {
         home,
         isolated,
         groups,
-        egid,
+        euid: ids.euid,
+        egid: ids.egid,
         script: std::cell::RefCell::new(None),
         applied: Cell::new(false),
     })
@@ -195,8 +198,8 @@ fn setgroups(g: &[libc::gid_t]) -> Result<(), i32> {
 }
 
 fn current_ids() -> Result<Ids, i32> {
-    let (mut r, mut e, mut s) = (0, 0, 0);
-    let (mut gr, mut ge, mut gs) = (0, 0, 0);
+    let (mut r, mut e, mut s): (libc::uid_t, libc::uid_t, libc::uid_t) = (0, 0, 0);
+    let (mut gr, mut ge, mut gs): (libc::gid_t, libc::gid_t, libc::gid_t) = (0, 0, 0);
     // SAFETY: six live u32s.
     unsafe {
         libc::syscall(libc::SYS_getresuid, &mut r, &mut e, &mut s);
@@ -212,17 +215,22 @@ fn current_ids() -> Result<Ids, i32> {
 impl ThreadState {
     fn baseline(&self) -> Ids {
         Ids {
-            euid: 0,
+            euid: self.euid,
             egid: self.egid,
             groups: self.groups.clone(),
         }
     }
 
-    /// Back to the thread's own credentials (effective uid 0, the groups and effective gid of setup).
+    /// Back to the thread's own credentials (effective uid 0 first, then the groups, effective gid and
+    /// effective uid of setup).
     fn to_baseline(&self) -> Result<(), i32> {
         setresuid(-1, 0, -1)?;
         setgroups(&self.groups)?;
-        setresgid(-1, i64::from(self.egid), -1)
+        setresgid(-1, i64::from(self.egid), -1)?;
+        if self.euid != 0 {
+            setresuid(-1, i64::from(self.euid), -1)?;
+        }
+        Ok(())
     }
 
     /// The script's credentials, from the thread's own (effective uid 0).
