@@ -6,7 +6,12 @@
 //! run in parallel threads and the rest of the program keeps its working directory. At the same point (before
 //! the thread's first socket) the thread enters a private network namespace where permitted, so abstract
 //! names are private to its scripts (`Kernel::isolated` says whether), and blocks SIGPIPE, which the executor
-//! consumes after each send so that it is reported (` with SIGPIPE`) and never kills the process.
+//! consumes right after every call that can raise it (`send`, `sendto`, `sendmsg`; `write` passes
+//! MSG_NOSIGNAL and the other calls raise none), so that it is reported (` with SIGPIPE`), never kills the
+//! process and never reaches the next call.
+//!
+//! `setcred` acts on the script's thread only (raw system calls); the credentials it sets are in force during
+//! the script's calls, and the thread is itself again between calls and after `reset`.
 //!
 //! Blocking sockets get SO_RCVTIMEO / SO_SNDTIMEO of 100 ms; calls on them are timed against the timeout read
 //! just before the call (` after timeout` when they took at least half of it). Whether a socket blocks is
@@ -299,12 +304,16 @@ impl Kernel {
     }
 
     /// A socket the executor created: blocking ones get the executor's timeouts.
-    fn adopt_new(&mut self, fd: RawFd, blocking: bool) -> Result<(), KernelError> {
-        // Adopt first, so the descriptor is owned (and closed) even if the setup fails.
-        let file = self.new_file(blocking);
-        self.adopt(fd, file);
+    fn adopt_new(&mut self, fds: &[RawFd], blocking: bool) -> Result<(), KernelError> {
+        // Adopt first, so the descriptors are owned (and closed) even if the setup fails.
+        for &fd in fds {
+            let file = self.new_file(blocking);
+            self.adopt(fd, file);
+        }
         if blocking {
-            set_blocking_timeouts(fd, false)?;
+            for &fd in fds {
+                set_blocking_timeouts(fd, false)?;
+            }
         }
         Ok(())
     }
@@ -380,7 +389,7 @@ impl Kernel {
                 if fd < 0 {
                     Outcome::err(errno())
                 } else {
-                    self.adopt_new(fd, blocking)?;
+                    self.adopt_new(&[fd], blocking)?;
                     Outcome::of(Value::Created)
                 }
             }
@@ -398,8 +407,7 @@ impl Kernel {
                 if r < 0 {
                     Outcome::err(errno())
                 } else {
-                    self.adopt_new(fds[0], blocking)?;
-                    self.adopt_new(fds[1], blocking)?;
+                    self.adopt_new(&fds, blocking)?;
                     Outcome::of(Value::Pair)
                 }
             }
@@ -435,7 +443,7 @@ impl Kernel {
                 };
                 Timer::finish(t, &mut out);
                 if nfd >= 0 {
-                    self.adopt_new(nfd, *blocking)?;
+                    self.adopt_new(&[nfd], *blocking)?;
                 }
                 out
             }
