@@ -506,3 +506,57 @@ fn a_zero_timeout_on_a_blocking_socket_is_refused_not_waited_for() {
         "{r:?}"
     );
 }
+
+#[test]
+fn an_abstract_name_held_in_flight_by_a_cycle_does_not_reach_the_next_script() {
+    let mut k = Kernel::new().expect("executor");
+    if !k.isolated() {
+        eprintln!("the executor is not isolated here: abstract names are shared");
+        return;
+    }
+    // b travels in its own receive queue with s: after every name is closed only the garbage collector frees
+    // them (asynchronously), and s still holds @"cyc".
+    let steps = run_kernel(
+        &mut k,
+        "socketpair(STREAM) -> a, b\nsocket(STREAM) -> s\nbind(s, @\"cyc\") -> 0\n\
+         sendmsg(a, \"x\", rights=[b]) -> 1\nsendmsg(a, \"y\", rights=[s]) -> 1\n",
+    );
+    assert_eq!(mismatches(&steps), Vec::<String>::new());
+    k.reset().expect("reset");
+    let steps = run_kernel(&mut k, "socket(STREAM) -> t\nbind(t, @\"cyc\") -> 0\n");
+    assert_eq!(mismatches(&steps), Vec::<String>::new());
+}
+
+#[test]
+fn two_executors_on_one_thread_have_their_own_abstract_names() {
+    let mut k1 = Kernel::new().expect("executor");
+    let mut k2 = Kernel::new().expect("executor");
+    if !(k1.isolated() && k2.isolated()) {
+        eprintln!("the executor is not isolated here: abstract names are shared");
+        return;
+    }
+    let s1 = run_kernel(
+        &mut k1,
+        "socket(STREAM) -> l\nbind(l, @\"both\") -> 0\nlisten(l, 1) -> 0\n",
+    );
+    let s2 = run_kernel(
+        &mut k2,
+        "socket(STREAM) -> l\nbind(l, @\"both\") -> 0\nlisten(l, 1) -> 0\n\
+         socket(STREAM) -> c\nconnect(c, @\"both\") -> 0\naccept(l) -> a\n",
+    );
+    for s in [&s1, &s2] {
+        assert_eq!(mismatches(s), Vec::<String>::new());
+    }
+    // Back on the first executor: a connection to @"both" reaches its listener, not the second's.
+    let s3 = run_kernel(&mut k1, "socket(STREAM) -> c\nconnect(c, @\"both\") -> 0\n");
+    assert_eq!(mismatches(&s3), Vec::<String>::new());
+    let acc = k1
+        .run(&Call::Accept("l".into(), false, None))
+        .expect("runs");
+    assert!(matches!(acc.value, Value::Accepted(_)), "{acc:?}");
+    k1.name_new(&["a".into()]);
+    let acc2 = k2
+        .run(&Call::Accept("l".into(), false, None))
+        .expect("runs");
+    assert_eq!(acc2.value, Value::Err(Errno(libc::EAGAIN)));
+}

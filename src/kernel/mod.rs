@@ -3,10 +3,12 @@
 //! Paths in scripts are relative to the script's own directory. To hand the kernel exactly the script's
 //! `sun_path` bytes, each executor thread gets its own fs context (`unshare(CLONE_FS)` once per thread, umask
 //! 022) and `fchdir`s into the script's directory for the duration of each path call, then back, so scripts
-//! run in parallel threads and the rest of the program keeps its working directory. At the same point (before
-//! the thread's first socket) the thread enters a private network namespace where permitted, so abstract
-//! names are private to its scripts (`Kernel::isolated` says whether), and blocks SIGPIPE, which the executor
-//! consumes right after every call that can raise it (`send`, `sendto`, `sendmsg`; `write` passes
+//! run in parallel threads and the rest of the program keeps its working directory. Each executor has a
+//! private network namespace where permitted (made when it is created, entered by the thread that runs its
+//! calls before any socket is created), so abstract names are private to its scripts (`Kernel::isolated`
+//! says whether; a script that sent descriptors, which a cycle may keep in flight with their names until the
+//! kernel's garbage collector runs, leaves the next script a fresh namespace). The thread blocks SIGPIPE,
+//! which the executor consumes right after every call that can raise it (`send`, `sendto`, `sendmsg`; `write` passes
 //! MSG_NOSIGNAL and the other calls raise none), so that it is reported (` with SIGPIPE`), never kills the
 //! process and never reaches the next call.
 //!
@@ -146,6 +148,11 @@ pub struct Kernel {
     fresh: Vec<Sock>,
     files: Vec<FileState>,
     buf: Vec<u8>,
+    /// This executor's own network namespace (`None`: not permitted, abstract names are shared).
+    netns: Option<sys::Netns>,
+    /// Descriptors were sent in this script: some may stay in flight in a cycle only the kernel's garbage
+    /// collector frees, later, with the abstract names they hold; the next script gets a fresh namespace.
+    sent_rights: bool,
 }
 
 fn errno() -> Errno {
@@ -188,6 +195,7 @@ impl Kernel {
     /// network namespace where permitted, umask 022, SIGPIPE blocked).
     pub fn new() -> Result<Kernel, KernelError> {
         sys::init()?;
+        let netns = sys::new_netns()?;
         let dir = tempfile::Builder::new()
             .prefix("udsim-")
             .tempdir()
@@ -208,6 +216,8 @@ impl Kernel {
             fresh: Vec::new(),
             files: Vec::new(),
             buf: Vec::new(),
+            netns,
+            sent_rights: false,
         })
     }
 
@@ -219,7 +229,7 @@ impl Kernel {
     /// Whether this thread's scripts have abstract names to themselves (a private network namespace). When
     /// false, abstract names (and autobind names) are shared with every other process on the host.
     pub fn isolated(&self) -> bool {
-        sys::with(|t| t.isolated).unwrap_or(false)
+        self.netns.is_some()
     }
 
     /// Whether `setcred` can work (effective uid 0).
@@ -235,6 +245,12 @@ impl Kernel {
         self.orphans.clear();
         self.fresh.clear();
         self.files.clear();
+        if std::mem::take(&mut self.sent_rights) && self.netns.is_some() {
+            // A socket kept in flight by a cycle would hold its abstract name into the next script.
+            if let Some(ns) = sys::new_netns()? {
+                self.netns = Some(ns);
+            }
+        }
         sys::take_sigpipe();
         files::clean(self.dir.path())
             .map_err(|e| KernelError::Setup(format!("clean {}: {e}", self.dir.path().display())))
@@ -376,6 +392,9 @@ impl Kernel {
     /// Runs one call. Descriptors it creates are named afterwards with `name_new`.
     pub fn run(&mut self, call: &Call) -> Result<Outcome, KernelError> {
         sys::init()?;
+        if let Some(ns) = &self.netns {
+            sys::enter_netns(ns)?;
+        }
         // The credentials `setcred` gave the script, for this call only.
         let _creds = sys::ScriptCreds::enter()?;
         let unnamed = std::mem::take(&mut self.fresh);
@@ -550,6 +569,9 @@ impl Kernel {
                 );
                 Timer::finish(t, &mut out);
                 out.sigpipe = sys::take_sigpipe();
+                if rights.is_some_and(|r| !r.is_empty()) && out.errno().is_none() {
+                    self.sent_rights = true;
+                }
                 out
             }
             Call::Recv(s, n, flags) => {

@@ -14,8 +14,10 @@ use std::os::fd::OwnedFd;
 pub struct ThreadState {
     /// The thread's working directory from before its first script call.
     pub home: OwnedFd,
-    /// Whether the thread runs in its own network namespace (abstract names private to its scripts).
+    /// Whether the thread may enter network namespaces of its own (abstract names private to its scripts).
     pub isolated: bool,
+    /// The executor namespace the thread is in now (`Netns::id`; 0: the one it got at setup).
+    current_ns: Cell<u64>,
     /// The supplementary groups at setup (what `setcred(0, 0)` and `reset` restore).
     groups: Vec<libc::gid_t>,
     /// The effective uid and gid at setup.
@@ -117,6 +119,7 @@ fn setup() -> Result<ThreadState, KernelError> {
     Ok(ThreadState {
         home,
         isolated,
+        current_ns: Cell::new(0),
         groups,
         euid: ids.euid,
         egid: ids.egid,
@@ -144,6 +147,45 @@ fn get_groups() -> Result<Vec<libc::gid_t>, KernelError> {
     }
     g.truncate(m as usize);
     Ok(g)
+}
+
+/// A private network namespace of one executor: its abstract names belong to its scripts alone.
+pub struct Netns {
+    fd: OwnedFd,
+    id: u64,
+}
+
+static NEXT_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A new network namespace, entered by the calling thread (`None` where not permitted).
+pub fn new_netns() -> Result<Option<Netns>, KernelError> {
+    with(|t| {
+        if !t.isolated || nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
+            return None;
+        }
+        let fd = nix::fcntl::open(
+            "/proc/thread-self/ns/net",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        let id = NEXT_NS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        t.current_ns.set(id);
+        Some(Netns { fd, id })
+    })
+}
+
+/// Makes sure the calling thread is in `ns` (a thread-local comparison unless it has to switch).
+pub fn enter_netns(ns: &Netns) -> Result<(), KernelError> {
+    with(|t| {
+        if t.current_ns.get() == ns.id {
+            return Ok(());
+        }
+        nix::sched::setns(&ns.fd, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| KernelError::Setup(format!("setns(CLONE_NEWNET): {e}")))?;
+        t.current_ns.set(ns.id);
+        Ok(())
+    })?
 }
 
 /// Consumes a SIGPIPE pending for this thread (blocked by `init`): true if there was one.
