@@ -87,10 +87,11 @@ pub fn clean(dir: &Path) -> std::io::Result<()> {
 
 fn empty(dir: &Path) -> std::io::Result<()> {
     for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        // lstat: a symlink (to a directory, to `/`) is removed as a link, never followed.
-        let md = std::fs::symlink_metadata(&p)?;
-        if md.file_type().is_dir() {
+        let e = e?;
+        let p = e.path();
+        // The entry's own type (d_type, or lstat where the filesystem gives none): a symlink (to a directory,
+        // to `/`) is removed as a link, never followed.
+        if e.file_type()?.is_dir() {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))?;
             empty(&p)?;
             std::fs::remove_dir(&p)?;

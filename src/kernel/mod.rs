@@ -3,10 +3,17 @@
 //! Paths in scripts are relative to the script's own directory. To hand the kernel exactly the script's
 //! `sun_path` bytes, each executor thread gets its own fs context (`unshare(CLONE_FS)` once per thread, umask
 //! 022) and `fchdir`s into the script's directory for the duration of each path call, then back, so scripts
-//! run in parallel threads and the rest of the program keeps its working directory. At the same point (before
-//! the thread's first socket) the thread enters a private network namespace where permitted, so abstract
-//! names are private to its scripts (`Kernel::isolated` says whether), and blocks SIGPIPE, which the executor
-//! consumes after each send so that it is reported (` with SIGPIPE`) and never kills the process.
+//! run in parallel threads and the rest of the program keeps its working directory. Each executor has a
+//! private network namespace where permitted (made when it is created, entered by the thread that runs its
+//! calls before any socket is created), so abstract names are private to its scripts (`Kernel::isolated`
+//! says whether; a script that sent descriptors, which a cycle may keep in flight with their names until the
+//! kernel's garbage collector runs, leaves the next script a fresh namespace). The thread blocks SIGPIPE,
+//! which the executor consumes right after every call that can raise it (`send`, `sendto`, `sendmsg`; `write` passes
+//! MSG_NOSIGNAL and the other calls raise none), so that it is reported (` with SIGPIPE`), never kills the
+//! process and never reaches the next call.
+//!
+//! `setcred` acts on the script's thread only (raw system calls); the credentials it sets are in force during
+//! the script's calls, and the thread is itself again between calls and after `reset`.
 //!
 //! Blocking sockets get SO_RCVTIMEO / SO_SNDTIMEO of 100 ms; calls on them are timed against the timeout read
 //! just before the call (` after timeout` when they took at least half of it). Whether a socket blocks is
@@ -22,7 +29,7 @@ mod opt;
 mod sys;
 
 use crate::script::{
-    Addr, Call, Errno, Events, Name, Outcome, Pid, SockAddrBytes, SockOpt, SockSpec, Value,
+    Addr, Call, Errno, Events, Name, OptVal, Outcome, Pid, SockAddrBytes, SockOpt, SockSpec, Value,
     MSG_NOSIGNAL,
 };
 use nix::libc;
@@ -43,6 +50,12 @@ pub fn can_setcred() -> bool {
     sys::can_setcred()
 }
 
+/// Whether scripts run on the calling thread have abstract names to themselves (see `Kernel::isolated`);
+/// sets the thread up as an executor thread if it is not one yet.
+pub fn thread_isolated() -> bool {
+    sys::with(|t| t.isolated).unwrap_or(false)
+}
+
 /// While alive, this thread's cwd is an executor's private directory; dropping it restores the thread's cwd,
 /// so relative paths in the rest of the program mean what they meant before.
 struct InDir;
@@ -50,7 +63,9 @@ struct InDir;
 impl Drop for InDir {
     fn drop(&mut self) {
         // Best effort: the home directory fd stays open, so this only fails if it was removed.
-        let _ = sys::with(|t| sys::as_root(|| nix::unistd::fchdir(&t.home)));
+        sys::with_existing(|t| {
+            let _ = sys::as_root(|| nix::unistd::fchdir(&t.home));
+        });
     }
 }
 
@@ -65,6 +80,9 @@ pub enum KernelError {
     Unsupported(String),
     /// An address the executor cannot hand the kernel (`@autoN` the checker did not resolve).
     Unresolved(String),
+    /// A call the contract rules out that only the executor can recognise (e.g. a timeout of `0ms` on a
+    /// blocking socket, which would let a call wait for ever).
+    Script(String),
 }
 
 impl std::fmt::Display for KernelError {
@@ -79,6 +97,7 @@ impl std::fmt::Display for KernelError {
                     "`{c}`: an address the checker should have resolved first"
                 )
             }
+            KernelError::Script(m) => write!(f, "script error: {m}"),
         }
     }
 }
@@ -129,6 +148,11 @@ pub struct Kernel {
     fresh: Vec<Sock>,
     files: Vec<FileState>,
     buf: Vec<u8>,
+    /// This executor's own network namespace (`None`: not permitted, abstract names are shared).
+    netns: Option<sys::Netns>,
+    /// Descriptors were sent in this script: some may stay in flight in a cycle only the kernel's garbage
+    /// collector frees, later, with the abstract names they hold; the next script gets a fresh namespace.
+    sent_rights: bool,
 }
 
 fn errno() -> Errno {
@@ -171,6 +195,7 @@ impl Kernel {
     /// network namespace where permitted, umask 022, SIGPIPE blocked).
     pub fn new() -> Result<Kernel, KernelError> {
         sys::init()?;
+        let netns = sys::new_netns()?;
         let dir = tempfile::Builder::new()
             .prefix("udsim-")
             .tempdir()
@@ -191,6 +216,8 @@ impl Kernel {
             fresh: Vec::new(),
             files: Vec::new(),
             buf: Vec::new(),
+            netns,
+            sent_rights: false,
         })
     }
 
@@ -202,7 +229,7 @@ impl Kernel {
     /// Whether this thread's scripts have abstract names to themselves (a private network namespace). When
     /// false, abstract names (and autobind names) are shared with every other process on the host.
     pub fn isolated(&self) -> bool {
-        sys::with(|t| t.isolated).unwrap_or(false)
+        self.netns.is_some()
     }
 
     /// Whether `setcred` can work (effective uid 0).
@@ -210,14 +237,23 @@ impl Kernel {
         sys::can_setcred()
     }
 
-    /// Closes every descriptor, restores the thread's credentials and empties the private directory, ready
-    /// for the next script (cheaper than a new executor: the fuzz targets reuse one per process).
+    /// Closes every descriptor (named, orphaned, fresh), forgets the script's credentials and empties the
+    /// private directory (mode-000 directories made accessible first, symlinks never followed), ready for the
+    /// next script (cheaper than a new executor: the fuzz targets reuse one per process). After a script that
+    /// sent descriptors, the executor moves to a fresh network namespace (about 0.7 ms), since a cycle of
+    /// sockets in flight keeps its abstract names until the kernel's garbage collector runs.
     pub fn reset(&mut self) -> Result<(), KernelError> {
         sys::restore_creds()?;
         self.names.clear();
         self.orphans.clear();
         self.fresh.clear();
         self.files.clear();
+        if std::mem::take(&mut self.sent_rights) && self.netns.is_some() {
+            // A socket kept in flight by a cycle would hold its abstract name into the next script.
+            if let Some(ns) = sys::new_netns()? {
+                self.netns = Some(ns);
+            }
+        }
         sys::take_sigpipe();
         files::clean(self.dir.path())
             .map_err(|e| KernelError::Setup(format!("clean {}: {e}", self.dir.path().display())))
@@ -287,12 +323,16 @@ impl Kernel {
     }
 
     /// A socket the executor created: blocking ones get the executor's timeouts.
-    fn adopt_new(&mut self, fd: RawFd, blocking: bool) -> Result<(), KernelError> {
-        // Adopt first, so the descriptor is owned (and closed) even if the setup fails.
-        let file = self.new_file(blocking);
-        self.adopt(fd, file);
+    fn adopt_new(&mut self, fds: &[RawFd], blocking: bool) -> Result<(), KernelError> {
+        // Adopt first, so the descriptors are owned (and closed) even if the setup fails.
+        for &fd in fds {
+            let file = self.new_file(blocking);
+            self.adopt(fd, file);
+        }
         if blocking {
-            set_blocking_timeouts(fd, false)?;
+            for &fd in fds {
+                set_blocking_timeouts(fd, false)?;
+            }
         }
         Ok(())
     }
@@ -355,6 +395,11 @@ impl Kernel {
     /// Runs one call. Descriptors it creates are named afterwards with `name_new`.
     pub fn run(&mut self, call: &Call) -> Result<Outcome, KernelError> {
         sys::init()?;
+        if let Some(ns) = &self.netns {
+            sys::enter_netns(ns)?;
+        }
+        // The credentials `setcred` gave the script, for this call only.
+        let _creds = sys::ScriptCreds::enter()?;
         let unnamed = std::mem::take(&mut self.fresh);
         self.orphans.extend(unnamed.into_iter().map(|s| s.fd));
         // SAFETY (all libc calls below): every pointer passed points into a live buffer of at least the
@@ -366,7 +411,7 @@ impl Kernel {
                 if fd < 0 {
                     Outcome::err(errno())
                 } else {
-                    self.adopt_new(fd, blocking)?;
+                    self.adopt_new(&[fd], blocking)?;
                     Outcome::of(Value::Created)
                 }
             }
@@ -384,8 +429,7 @@ impl Kernel {
                 if r < 0 {
                     Outcome::err(errno())
                 } else {
-                    self.adopt_new(fds[0], blocking)?;
-                    self.adopt_new(fds[1], blocking)?;
+                    self.adopt_new(&fds, blocking)?;
                     Outcome::of(Value::Pair)
                 }
             }
@@ -421,7 +465,7 @@ impl Kernel {
                 };
                 Timer::finish(t, &mut out);
                 if nfd >= 0 {
-                    self.adopt_new(nfd, *blocking)?;
+                    self.adopt_new(&[nfd], *blocking)?;
                 }
                 out
             }
@@ -528,6 +572,9 @@ impl Kernel {
                 );
                 Timer::finish(t, &mut out);
                 out.sigpipe = sys::take_sigpipe();
+                if rights.is_some_and(|r| !r.is_empty()) && out.errno().is_none() {
+                    self.sent_rights = true;
+                }
                 out
             }
             Call::Recv(s, n, flags) => {
@@ -595,7 +642,20 @@ impl Kernel {
                 }
             }
             Call::GetSockOpt(s, o) => opt::getsockopt(self.fd(s)?, *o),
-            Call::SetSockOpt(s, o, v) => opt::setsockopt(self.fd(s)?, *o, *v),
+            Call::SetSockOpt(s, o, v) => {
+                let (fd, file) = self.sock(s)?;
+                if o.is_timeout()
+                    && *v == OptVal::Ms(0)
+                    && file.is_some_and(|f| self.files[f].blocking)
+                {
+                    return Err(KernelError::Script(format!(
+                        "`{}`: SO_RCVTIMEO and SO_SNDTIMEO take 0ms on non-blocking sockets only \
+                         (a blocking call would wait for ever)",
+                        crate::script::fmt_call(call)
+                    )));
+                }
+                opt::setsockopt(fd, *o, *v)
+            }
             Call::Ioctl(s, r) => opt::ioctl(self.fd(s)?, *r),
             Call::Unlink(p) => {
                 let _in_dir = self.enter_dir()?;

@@ -14,16 +14,29 @@ use std::os::fd::OwnedFd;
 pub struct ThreadState {
     /// The thread's working directory from before its first script call.
     pub home: OwnedFd,
-    /// Whether the thread runs in its own network namespace (abstract names private to its scripts).
+    /// Whether the thread may enter network namespaces of its own (abstract names private to its scripts).
     pub isolated: bool,
+    /// The executor namespace the thread is in now (`Netns::id`; 0: the one it got at setup).
+    current_ns: Cell<u64>,
     /// The supplementary groups at setup (what `setcred(0, 0)` and `reset` restore).
     groups: Vec<libc::gid_t>,
-    /// The effective gid at setup.
+    /// The effective uid and gid at setup.
+    euid: libc::uid_t,
     egid: libc::gid_t,
-    /// Set by `setcred`: the thread's credentials differ from setup until `restore_creds`.
-    changed: Cell<bool>,
-    /// The effective uid `setcred` left (meaningful while `changed`).
-    euid: Cell<libc::uid_t>,
+    /// The credentials `setcred` gave the script, where they differ from setup. They are in force only
+    /// during the script's calls (`ScriptCreds`): between calls the thread is back to its own, so that the
+    /// rest of the program (reading the next script, writing reports, cleaning) never runs as `nobody`.
+    script: std::cell::RefCell<Option<Ids>>,
+    /// Whether `script` is in force right now.
+    applied: Cell<bool>,
+}
+
+/// Effective ids and groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Ids {
+    euid: libc::uid_t,
+    egid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
 }
 
 thread_local! {
@@ -36,12 +49,36 @@ fn last_errno() -> i32 {
 
 /// Sets the calling thread up once (idempotent and cheap after the first call) and runs `f` on its state.
 pub fn with<R>(f: impl FnOnce(&ThreadState) -> R) -> Result<R, KernelError> {
-    THREAD.with(|t| {
-        if t.get().is_none() {
-            let st = setup()?;
-            let _ = t.set(st);
+    THREAD
+        .try_with(|t| {
+            if t.get().is_none() {
+                let st = setup()?;
+                let _ = t.set(st);
+            }
+            Ok(f(t.get().expect("set above")))
+        })
+        .unwrap_or_else(|_| {
+            Err(KernelError::Setup(
+                "the thread is exiting (its executor state is gone)".into(),
+            ))
+        })
+}
+
+/// Runs `f` on the thread's state if it was set up and is still alive (not during the thread's exit, when a
+/// thread-local executor may be dropped after this state).
+fn existing<R>(f: impl FnOnce(Option<&ThreadState>) -> R) -> R {
+    let mut f = Some(f);
+    THREAD
+        .try_with(|t| (f.take().expect("called once"))(t.get()))
+        .unwrap_or_else(|_| (f.take().expect("not called"))(None))
+}
+
+/// Runs `f` on the thread's state from a destructor: never sets the thread up, never panics.
+pub fn with_existing(f: impl FnOnce(&ThreadState)) {
+    existing(|t| {
+        if let Some(t) = t {
+            f(t)
         }
-        Ok(f(t.get().expect("set above")))
     })
 }
 
@@ -76,15 +113,18 @@ fn setup() -> Result<ThreadState, KernelError> {
         }
     }
     let groups = get_groups()?;
-    // SAFETY: getegid has no memory effects (and is per thread: it reads this task's credentials).
-    let egid = unsafe { libc::getegid() };
+    let ids = current_ids().map_err(|e| {
+        KernelError::Setup(format!("getresuid: {}", nix::errno::Errno::from_raw(e)))
+    })?;
     Ok(ThreadState {
         home,
         isolated,
+        current_ns: Cell::new(0),
         groups,
-        egid,
-        changed: Cell::new(false),
-        euid: Cell::new(0),
+        euid: ids.euid,
+        egid: ids.egid,
+        script: std::cell::RefCell::new(None),
+        applied: Cell::new(false),
     })
 }
 
@@ -107,6 +147,45 @@ fn get_groups() -> Result<Vec<libc::gid_t>, KernelError> {
     }
     g.truncate(m as usize);
     Ok(g)
+}
+
+/// A private network namespace of one executor: its abstract names belong to its scripts alone.
+pub struct Netns {
+    fd: OwnedFd,
+    id: u64,
+}
+
+static NEXT_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A new network namespace, entered by the calling thread (`None` where not permitted).
+pub fn new_netns() -> Result<Option<Netns>, KernelError> {
+    with(|t| {
+        if !t.isolated || nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
+            return None;
+        }
+        let fd = nix::fcntl::open(
+            "/proc/thread-self/ns/net",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        let id = NEXT_NS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        t.current_ns.set(id);
+        Some(Netns { fd, id })
+    })
+}
+
+/// Makes sure the calling thread is in `ns` (a thread-local comparison unless it has to switch).
+pub fn enter_netns(ns: &Netns) -> Result<(), KernelError> {
+    with(|t| {
+        if t.current_ns.get() == ns.id {
+            return Ok(());
+        }
+        nix::sched::setns(&ns.fd, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| KernelError::Setup(format!("setns(CLONE_NEWNET): {e}")))?;
+        t.current_ns.set(ns.id);
+        Ok(())
+    })?
 }
 
 /// Consumes a SIGPIPE pending for this thread (blocked by `init`): true if there was one.
@@ -160,18 +239,90 @@ fn setgroups(g: &[libc::gid_t]) -> Result<(), i32> {
     }
 }
 
-fn effective_uid() -> libc::uid_t {
-    let (mut r, mut e, mut s) = (0, 0, 0);
-    // SAFETY: three live u32s.
-    unsafe { libc::syscall(libc::SYS_getresuid, &mut r, &mut e, &mut s) };
-    e
+fn current_ids() -> Result<Ids, i32> {
+    let (mut r, mut e, mut s): (libc::uid_t, libc::uid_t, libc::uid_t) = (0, 0, 0);
+    let (mut gr, mut ge, mut gs): (libc::gid_t, libc::gid_t, libc::gid_t) = (0, 0, 0);
+    // SAFETY: six live u32s.
+    unsafe {
+        libc::syscall(libc::SYS_getresuid, &mut r, &mut e, &mut s);
+        libc::syscall(libc::SYS_getresgid, &mut gr, &mut ge, &mut gs);
+    }
+    Ok(Ids {
+        euid: e,
+        egid: ge,
+        groups: get_groups().map_err(|_| last_errno())?,
+    })
 }
 
-/// `setcred(UID, GID)` on this thread: back to effective uid 0, groups, effective gid, effective uid.
-/// Returns the errno of the first step that failed.
+impl ThreadState {
+    fn baseline(&self) -> Ids {
+        Ids {
+            euid: self.euid,
+            egid: self.egid,
+            groups: self.groups.clone(),
+        }
+    }
+
+    /// Back to the thread's own credentials (effective uid 0 first, then the groups, effective gid and
+    /// effective uid of setup).
+    fn to_baseline(&self) -> Result<(), i32> {
+        setresuid(-1, 0, -1)?;
+        setgroups(&self.groups)?;
+        setresgid(-1, i64::from(self.egid), -1)?;
+        if self.euid != 0 {
+            setresuid(-1, i64::from(self.euid), -1)?;
+        }
+        Ok(())
+    }
+
+    /// The script's credentials, from the thread's own (effective uid 0).
+    fn to_script(&self, ids: &Ids) -> Result<(), i32> {
+        setgroups(&ids.groups)?;
+        setresgid(-1, i64::from(ids.egid), -1)?;
+        setresuid(-1, i64::from(ids.euid), -1)
+    }
+}
+
+/// While alive (one script call), the credentials `setcred` gave the script are in force on this thread;
+/// dropping it returns the thread to its own. Costs nothing while the script has not changed credentials.
+pub struct ScriptCreds(());
+
+impl ScriptCreds {
+    pub fn enter() -> Result<ScriptCreds, KernelError> {
+        existing(|t| {
+            if let Some(t) = t {
+                if let Some(ids) = t.script.borrow().as_ref() {
+                    t.to_script(ids).map_err(|e| {
+                        KernelError::Setup(format!(
+                            "apply the script's credentials: {}",
+                            nix::errno::Errno::from_raw(e)
+                        ))
+                    })?;
+                    t.applied.set(true);
+                }
+            }
+            Ok(ScriptCreds(()))
+        })
+    }
+}
+
+impl Drop for ScriptCreds {
+    fn drop(&mut self) {
+        with_existing(|t| {
+            if t.applied.get() {
+                // Going back to effective uid 0 cannot fail while real and saved uids are 0.
+                let _ = t.to_baseline();
+                t.applied.set(false);
+            }
+        });
+    }
+}
+
+/// `setcred(UID, GID)` on this thread: back to effective uid 0, groups, effective gid, effective uid, by raw
+/// system calls. Returns the errno of the first step that failed. Whatever the thread's ids are afterwards
+/// become the script's credentials for its later calls.
 pub fn setcred(uid: u32, gid: u32) -> Result<Result<(), i32>, KernelError> {
     with(|t| {
-        t.changed.set(true);
         let r = (|| {
             setresuid(-1, 0, -1)?;
             if uid == 0 && gid == 0 {
@@ -182,37 +333,49 @@ pub fn setcred(uid: u32, gid: u32) -> Result<Result<(), i32>, KernelError> {
             setresgid(-1, i64::from(gid), -1)?;
             setresuid(-1, i64::from(uid), -1)
         })();
-        t.euid.set(effective_uid());
+        match current_ids() {
+            Ok(ids) if ids == t.baseline() => {
+                *t.script.borrow_mut() = None;
+                t.applied.set(false);
+            }
+            Ok(ids) => {
+                *t.script.borrow_mut() = Some(ids);
+                t.applied.set(true);
+            }
+            Err(e) => return Err(e),
+        }
         r
     })
 }
 
-/// Restores what `setcred` changed on this thread (effective uid 0, the groups and effective gid of setup);
-/// nothing on a thread that never ran a script.
+/// Forgets the credentials `setcred` gave the script (between scripts) and makes sure the thread has its
+/// own; nothing on a thread that never ran a script.
 pub fn restore_creds() -> Result<(), KernelError> {
-    THREAD.with(|t| {
-        let Some(t) = t.get().filter(|t| t.changed.get()) else {
+    existing(|t| {
+        let Some(t) = t else {
             return Ok(());
         };
-        setresuid(-1, 0, -1)
-            .and_then(|()| setgroups(&t.groups))
-            .and_then(|()| setresgid(-1, i64::from(t.egid), -1))
-            .map_err(|e| {
+        let had = t.script.borrow_mut().take().is_some();
+        if had || t.applied.get() {
+            t.to_baseline().map_err(|e| {
                 KernelError::Setup(format!(
                     "restore credentials: {}",
                     nix::errno::Errno::from_raw(e)
                 ))
             })?;
-        t.changed.set(false);
-        t.euid.set(0);
+            t.applied.set(false);
+        }
         Ok(())
     })
 }
 
-/// Runs `f` with effective uid 0 if `setcred` left another one (so that the executor itself can change
-/// directory in and out of the private directory whatever the script's credentials), then goes back.
+/// Runs `f` with effective uid 0 if the script's credentials are in force (so that the executor itself can
+/// change directory in and out of the private directory whatever they are), then goes back.
 pub fn as_root<R>(f: impl FnOnce() -> R) -> R {
-    let euid = THREAD.with(|t| t.get().filter(|t| t.changed.get()).map(|t| t.euid.get()));
+    let euid = existing(|t| {
+        t.filter(|t| t.applied.get())
+            .and_then(|t| t.script.borrow().as_ref().map(|i| i.euid))
+    });
     match euid {
         Some(e) if e != 0 => {
             let _ = setresuid(-1, 0, -1);
