@@ -287,11 +287,15 @@ pub fn run_with(
     let mut model_autos = Autos::default();
     let mut model_live = true;
     for line in &script.lines {
+        // The model's names are resolved only while the model runs (once it is left behind it has seen none).
         let resolved = names.check(&line.call).and_then(|()| {
-            Ok((
-                kernel_autos.resolve(&line.call)?,
-                model_autos.resolve(&line.call)?,
-            ))
+            let k = kernel_autos.resolve(&line.call)?;
+            let m = if model_live {
+                model_autos.resolve(&line.call)?
+            } else {
+                None
+            };
+            Ok((k, m))
         });
         let (kcall, mcall) = match resolved {
             Ok(r) => r,
