@@ -358,6 +358,8 @@ fn measure() -> Result<Params, String> {
         max_chunk,
         truesize_runs,
         dgram_truesize_runs,
+        overflow_uid: proc_u32("/proc/sys/kernel/overflowuid")?,
+        overflow_gid: proc_u32("/proc/sys/kernel/overflowgid")?,
         uid: nix::unistd::geteuid().as_raw(),
         gid: nix::unistd::getegid().as_raw(),
         tick_us,

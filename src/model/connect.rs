@@ -126,6 +126,7 @@ impl Model {
         // rule `accept_returns_closed_clients`: an embryo whose client is gone is still accepted.
         self.install(embryo);
         let e = &mut self.socks[embryo];
+        e.embryo = false;
         e.nonblock = !blocking;
         if blocking {
             e.rcvtimeo = BLOCKING_TIMEOUT_MS;
@@ -241,6 +242,7 @@ impl Model {
         e.addr = listener_addr;
         e.peer = Some(sid);
         e.peercred = Some(self.my_creds());
+        e.embryo = true;
         let embryo = self.new_sock(e);
         self.socks[other].pending.push_back(embryo);
         let me = &mut self.socks[sid];

@@ -7,8 +7,8 @@ use super::socket::{SockId, State};
 use super::stream::{peek_bwd, peek_fwd, Skb};
 use super::{Model, Prediction};
 use crate::script::{
-    AddrOut, Errno, Flags, Received, SockAddrBytes, Value, DGRAM, MSG_OOB, MSG_PEEK, MSG_TRUNC,
-    SEQPACKET,
+    AddrOut, Creds, Errno, Flags, Received, SockAddrBytes, Value, DGRAM, MSG_OOB, MSG_PEEK,
+    MSG_TRUNC, SEQPACKET,
 };
 
 impl Model {
@@ -18,6 +18,7 @@ impl Model {
         d: &[u8],
         flags: Flags,
         fds: &[SockId],
+        creds: Option<Creds>,
     ) -> Prediction {
         // rule `seqpacket_send_reports_pending_error`: `sock_error` first (and consumes it).
         if let Some(e) = self.socks[sid].err.take() {
@@ -27,7 +28,7 @@ impl Model {
             return Prediction::err("seqpacket_send_unconnected_is_enotconn", Errno::ENOTCONN);
         }
         // rule `seqpacket_send_ignores_address`: the address of a sendto is dropped.
-        self.send_dgram(sid, d, None, flags, fds)
+        self.send_dgram(sid, d, None, flags, fds, creds)
     }
 
     pub(super) fn send_dgram(
@@ -37,6 +38,7 @@ impl Model {
         to: Option<&SockAddrBytes>,
         flags: Flags,
         fds: &[SockId],
+        creds: Option<Creds>,
     ) -> Prediction {
         let seqpacket = self.socks[sid].ty == SEQPACKET;
         if flags.has(MSG_OOB) {
@@ -112,6 +114,7 @@ impl Model {
                 false,
             );
         }
+        let creds = self.skb_creds(sid, other, creds);
         let ts = self.params.dgram_truesize(d.len());
         self.socks[sid].wmem += ts;
         for &f in fds {
@@ -125,6 +128,7 @@ impl Model {
             peeked: false,
             oob: false,
             fds: fds.to_vec(),
+            creds,
         });
         Prediction::one("dgram_send_queues_one_message", Value::Wrote(d.len()))
     }
@@ -184,6 +188,7 @@ impl Model {
             .as_ref()
             .map_or(AddrOut::NONE, |a| a.out());
         let len = skb.len();
+        let skb_creds = skb.creds;
         let (rights, ctrunc) = self.take_fds(sid, i, peek, shape);
         let mut r = Received {
             ret: if flags.has(MSG_TRUNC) { avail } else { copy },
@@ -192,7 +197,7 @@ impl Model {
             // rule `dgram_short_buffer_truncates`: the rest of the message is dropped, MSG_TRUNC says so.
             flags: if n < avail { MSG_TRUNC } else { 0 },
             rights,
-            creds: None,
+            creds: skb_creds,
         };
         if ctrunc {
             r.flags |= crate::script::MSG_CTRUNC;

@@ -296,6 +296,69 @@ impl Model {
         }
     }
 
+    /// `scm_check_creds` and the pid lookup of an explicit SCM_CREDENTIALS: the caller may claim its own pid and
+    /// its real, effective or saved ids; root (CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID) may claim any that exist.
+    fn check_creds(&self, c: Creds) -> Result<Creds, Prediction> {
+        let root = self.euid == 0;
+        let (real_u, real_g) = (self.params.uid as i64, self.params.gid as i64);
+        let pid_ok = c.pid == Pid::Own || root;
+        let uid_ok = root || c.uid == real_u || c.uid == self.euid as i64;
+        let gid_ok = root || c.gid == real_g || c.gid == self.egid as i64;
+        if !(pid_ok && uid_ok && gid_ok) {
+            // rule `scm_credentials_must_be_ones_own`
+            return Err(Prediction::err(
+                "scm_credentials_must_be_ones_own",
+                Errno::EPERM,
+            ));
+        }
+        match c.pid {
+            Pid::Own | Pid::Num(1) => {}
+            Pid::Num(n) if n <= 0 => {
+                return Err(Prediction::err(
+                    "scm_credentials_pid_must_exist",
+                    Errno::ESRCH,
+                ))
+            }
+            Pid::Num(_) => return Err(Prediction::unmodelled("which_pids_exist")),
+        }
+        let valid = |v: i64| (0..u32::MAX as i64).contains(&v);
+        if !valid(c.uid) || !valid(c.gid) {
+            return Err(Prediction::err(
+                "scm_credentials_ids_must_be_valid",
+                Errno::EINVAL,
+            ));
+        }
+        Ok(c)
+    }
+
+    /// `unix_maybe_add_creds`: a message without explicit credentials gets the sender's (pid and *real* ids)
+    /// when either end has SO_PASSCRED or the receiver is not yet accepted.
+    pub(super) fn skb_creds(
+        &self,
+        sid: SockId,
+        other: SockId,
+        explicit: Option<Creds>,
+    ) -> Option<Creds> {
+        explicit.or_else(|| {
+            let (s, o) = (&self.socks[sid], &self.socks[other]);
+            (s.passcred || o.passcred || o.embryo).then_some(Creds {
+                pid: Pid::Own,
+                uid: self.params.uid.into(),
+                gid: self.params.gid.into(),
+            })
+        })
+    }
+
+    /// What a receiver with SO_PASSCRED is told of a message's credentials: none recorded reads as pid 0 and the
+    /// overflow ids.
+    pub(super) fn shown_creds(&self, c: Option<Creds>) -> Creds {
+        c.unwrap_or(Creds {
+            pid: Pid::Num(0),
+            uid: self.params.overflow_uid.into(),
+            gid: self.params.overflow_gid.into(),
+        })
+    }
+
     /// Predicts one call and applies its effect. Descriptors the call creates are named afterwards with
     /// `name_new`.
     pub fn step(&mut self, call: &Call) -> Result<Prediction, ModelError> {
@@ -420,16 +483,20 @@ impl Model {
                 }
                 Prediction::ok("nonblock_sets_the_open_file")
             }
-            Call::Write(_, d) => self.send(sid, d, None, Flags(MSG_NOSIGNAL), &[]),
-            Call::Send(_, d, f) => self.send(sid, d, None, *f, &[]),
+            Call::Write(_, d) => self.send(sid, d, None, Flags(MSG_NOSIGNAL), &[], None),
+            Call::Send(_, d, f) => self.send(sid, d, None, *f, &[], None),
             Call::SendTo(_, d, a, f) => match a.encode() {
-                Some(a) => self.send(sid, d, Some(&a), f.unwrap_or(Flags(MSG_NOSIGNAL)), &[]),
+                Some(a) => self.send(
+                    sid,
+                    d,
+                    Some(&a),
+                    f.unwrap_or(Flags(MSG_NOSIGNAL)),
+                    &[],
+                    None,
+                ),
                 None => Prediction::unmodelled("autobind_name_unresolved"),
             },
             Call::SendMsg(_, d, m) => {
-                if m.creds.is_some() {
-                    return Prediction::unmodelled("credentials_not_modelled_yet");
-                }
                 let mut fds = Vec::new();
                 for r in m.rights.iter().flatten() {
                     match self.names.get(r) {
@@ -444,6 +511,11 @@ impl Model {
                 if fds.len() > SCM_MAX_FD {
                     return Prediction::err("rights_over_scm_max_fd_is_einval", Errno::EINVAL);
                 }
+                let creds = match m.creds.map(|c| self.check_creds(c)) {
+                    Some(Err(p)) => return p,
+                    Some(Ok(c)) => Some(c),
+                    None => None,
+                };
                 let to = match &m.to {
                     Some(a) => match a.encode() {
                         Some(a) => Some(a),
@@ -452,7 +524,7 @@ impl Model {
                     None => None,
                 };
                 let flags = m.flags.unwrap_or(Flags(MSG_NOSIGNAL));
-                let p = self.send(sid, d, to.as_ref(), flags, &fds);
+                let p = self.send(sid, d, to.as_ref(), flags, &fds, creds);
                 self.after_release().map_or(p, |gc| gc)
             }
             Call::Read(_, n) => self.recv(sid, *n, Flags(0), Recv::Data),
@@ -672,12 +744,29 @@ enum Recv {
 
 impl Recv {
     /// How many received descriptors fit the control buffer: none for read/recv/recvfrom (no control
-    /// buffer), `(space - sizeof(cmsghdr)) / sizeof(int)` for recvmsg (`scm_max_fds`).
-    fn max_fds(self) -> usize {
+    /// buffer), `(space - sizeof(cmsghdr)) / sizeof(int)` for recvmsg (`scm_max_fds`), after the
+    /// credentials' CMSG_SPACE(12) when they come first.
+    fn max_fds(self, creds_first: bool) -> usize {
         match self {
-            Recv::Msg(_, space) if space > 16 => (space - 16) / 4,
+            Recv::Msg(_, space) => {
+                let left = if creds_first {
+                    space.saturating_sub(32)
+                } else {
+                    space
+                };
+                if left > 16 {
+                    (left - 16) / 4
+                } else {
+                    0
+                }
+            }
             _ => 0,
         }
+    }
+
+    /// Whether SCM_CREDENTIALS (CMSG_LEN(12) = 28 bytes) fits the control buffer.
+    fn creds_fit(self) -> bool {
+        matches!(self, Recv::Msg(_, space) if space >= 28)
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Params {
     /// The real (= effective, at start) uid and gid of the process that runs the scripts.
     pub uid: u32,
     pub gid: u32,
+    /// kernel.overflowuid / overflowgid: what an id the reader cannot map reads as (credentials never recorded).
+    pub overflow_uid: u32,
+    pub overflow_gid: u32,
     /// One clock tick in microseconds (1/HZ): socket timeouts are kept in ticks, rounded up.
     pub tick_us: u64,
 }

@@ -88,6 +88,8 @@ pub struct Sock {
     /// `inq_len` of a stream socket (SIOCINQ): bytes queued and not yet read; an OOB byte a normal read dropped
     /// stays counted.
     pub inq: usize,
+    /// An embryo still in its listener's queue (it has no socket yet: senders attach credentials).
+    pub embryo: bool,
 }
 
 impl Sock {
@@ -117,6 +119,7 @@ impl Sock {
             oobinline: false,
             peercred: None,
             inq: 0,
+            embryo: false,
         }
     }
 

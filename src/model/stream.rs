@@ -3,11 +3,11 @@
 
 use super::socket::{SockId, State};
 use super::{Model, Prediction, Recv};
-use crate::script::MSG_CTRUNC;
 use crate::script::{
     AddrOut, Errno, Flags, Received, SockAddrBytes, Value, DGRAM, MSG_CMSG_CLOEXEC, MSG_DONTWAIT,
     MSG_EOR, MSG_MORE, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL, STREAM,
 };
+use crate::script::{Creds, MSG_CTRUNC};
 
 /// One sk_buff in a receive queue.
 #[derive(Clone, Debug)]
@@ -24,6 +24,8 @@ pub struct Skb {
     pub oob: bool,
     /// Descriptors in flight with this skb (SCM_RIGHTS), in order; each holds its socket open.
     pub fds: Vec<SockId>,
+    /// The credentials recorded with it (`UNIXCB(skb).pid/uid/gid`), if any.
+    pub creds: Option<Creds>,
 }
 
 impl Skb {
@@ -66,6 +68,7 @@ impl Model {
         to: Option<&SockAddrBytes>,
         flags: Flags,
         fds: &[SockId],
+        creds: Option<Creds>,
     ) -> Prediction {
         if flags.0 & !SEND_FLAGS != 0 {
             return Prediction::unmodelled("send_flag_not_modelled");
@@ -73,9 +76,9 @@ impl Model {
         // `move_addr_to_kernel`: a zero length passes no address at all.
         let to = to.filter(|a| a.len > 0);
         match self.socks[sid].ty {
-            STREAM => self.send_stream(sid, d, to, flags, fds),
-            DGRAM => self.send_dgram(sid, d, to, flags, fds),
-            _ => self.send_seqpacket(sid, d, flags, fds),
+            STREAM => self.send_stream(sid, d, to, flags, fds, creds),
+            DGRAM => self.send_dgram(sid, d, to, flags, fds, creds),
+            _ => self.send_seqpacket(sid, d, flags, fds, creds),
         }
     }
 
@@ -86,6 +89,7 @@ impl Model {
         to: Option<&SockAddrBytes>,
         flags: Flags,
         fds: &[SockId],
+        creds: Option<Creds>,
     ) -> Prediction {
         // rule `rights_ride_the_first_skb`: a stream send attaches its descriptors to its first skb (so a
         // zero-length send carries none).
@@ -154,6 +158,7 @@ impl Model {
                 &data[off..off + c],
                 false,
                 fds.take().unwrap_or(&[]),
+                creds,
             );
             off += c;
         }
@@ -184,13 +189,23 @@ impl Model {
                 &d[d.len() - 1..],
                 true,
                 fds.take().unwrap_or(&[]),
+                creds,
             );
             return Prediction::one(rule, Value::Wrote(off + 1));
         }
         Prediction::one("write_chunks_while_sndbuf_not_full", Value::Wrote(off))
     }
 
-    fn queue_stream(&mut self, sid: SockId, peer: SockId, bytes: &[u8], oob: bool, fds: &[SockId]) {
+    fn queue_stream(
+        &mut self,
+        sid: SockId,
+        peer: SockId,
+        bytes: &[u8],
+        oob: bool,
+        fds: &[SockId],
+        creds: Option<Creds>,
+    ) {
+        let creds = self.skb_creds(sid, peer, creds);
         let ts = self.params.truesize(bytes.len());
         self.socks[sid].wmem += ts;
         for &f in fds {
@@ -205,6 +220,7 @@ impl Model {
             peeked: false,
             oob,
             fds: fds.to_vec(),
+            creds,
         });
         p.inq += bytes.len();
     }
@@ -239,7 +255,8 @@ impl Model {
         if fds.is_empty() {
             return (0, false);
         }
-        let fit = fds.len().min(shape.max_fds());
+        let creds_first = self.socks[sid].passcred && shape.creds_fit();
+        let fit = fds.len().min(shape.max_fds(creds_first));
         for &x in &fds[..fit] {
             // The in-flight reference becomes the new descriptor's.
             self.fresh.push(x);
@@ -253,9 +270,6 @@ impl Model {
         if flags.0 & !RECV_FLAGS != 0 {
             return Prediction::unmodelled("recv_flag_not_modelled");
         }
-        if self.socks[sid].passcred {
-            return Prediction::unmodelled("passcred_not_modelled_yet");
-        }
         let mut p = if self.socks[sid].ty == STREAM {
             self.recv_stream(sid, n, flags, shape)
         } else {
@@ -267,13 +281,26 @@ impl Model {
                     Recv::Data => {
                         r.from = AddrOut::NONE;
                         r.flags = 0;
+                        r.creds = None;
                     }
                     Recv::From(b) => {
                         r.from = r.from.cut(b);
                         r.flags = 0;
+                        r.creds = None;
                     }
                     Recv::Msg(b, _) => {
                         r.from = r.from.cut(b);
+                        // rule `passcred_shows_credentials`: SCM_CREDENTIALS when they fit, MSG_CTRUNC when not.
+                        if self.socks[sid].passcred {
+                            if shape.creds_fit() {
+                                r.creds = Some(self.shown_creds(r.creds));
+                            } else {
+                                r.flags |= MSG_CTRUNC;
+                                r.creds = None;
+                            }
+                        } else {
+                            r.creds = None;
+                        }
                         // `____sys_recvmsg` starts msg_flags from the caller's MSG_CMSG_CLOEXEC.
                         r.flags |= flags.0 & MSG_CMSG_CLOEXEC;
                     }
@@ -309,6 +336,9 @@ impl Model {
         // Descriptors received, and whether some did not fit (MSG_CTRUNC).
         let mut rights = (0, false);
         let mut got_fds = false;
+        // rule `stream_never_glues_different_credentials`: with SO_PASSCRED a read stops where the recorded
+        // credentials change.
+        let mut seen_creds: Option<Option<Creds>> = None;
         'redo: loop {
             let mut idx = (!self.socks[sid].rx.is_empty()).then_some(0);
             'again: loop {
@@ -341,7 +371,7 @@ impl Model {
                     if out.is_empty() {
                         return self.eagain("read_empty_is_eagain", sid, flags, true);
                     }
-                    let p = self.stream_data(out, from, rights);
+                    let p = self.stream_data(out, from, rights, seen_creds.flatten());
                     return if self.wait_ms(sid, flags, true) > 0 {
                         p.waited()
                     } else {
@@ -355,6 +385,14 @@ impl Model {
                     if i >= s.rx.len() {
                         idx = None;
                         continue 'again;
+                    }
+                }
+                if s.passcred {
+                    let c = s.rx[i].creds;
+                    match seen_creds {
+                        Some(prev) if prev != c => break 'redo,
+                        Some(_) => {}
+                        None => seen_creds = Some(c),
                     }
                 }
                 let size = n - out.len();
@@ -394,7 +432,7 @@ impl Model {
                 continue 'redo;
             }
         }
-        self.stream_data(out, from, rights)
+        self.stream_data(out, from, rights, seen_creds.flatten())
     }
 
     /// `manage_oob`: what the reader does at skb `i` — pass a spent skb (dropping it unless peeking), stop at
@@ -470,9 +508,16 @@ impl Model {
         Prediction::one("oob_recv_reads_the_mark", Value::Recv(r))
     }
 
-    fn stream_data(&self, out: Vec<u8>, from: AddrOut, rights: (usize, bool)) -> Prediction {
+    fn stream_data(
+        &self,
+        out: Vec<u8>,
+        from: AddrOut,
+        rights: (usize, bool),
+        creds: Option<Creds>,
+    ) -> Prediction {
         let mut r = Received::bytes(out);
         r.from = from;
+        r.creds = creds;
         r.rights = rights.0;
         if rights.1 {
             r.flags |= MSG_CTRUNC;

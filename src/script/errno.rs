@@ -145,6 +145,7 @@ const NAMES: &[(&str, i32)] = &[
 
 impl Errno {
     pub const EPERM: Errno = Errno(1);
+    pub const ESRCH: Errno = Errno(3);
     pub const ENOENT: Errno = Errno(2);
     pub const EBADF: Errno = Errno(9);
     pub const EAGAIN: Errno = Errno(11);
