@@ -464,6 +464,9 @@ pub fn describe(run: &Run) -> String {
             let call = &step.line.call;
             let _ = writeln!(out, "# DIVERGENCE at {line_ref}: {what}");
             let _ = writeln!(out, "#   call:          {}", fmt_call(call));
+            if std::env::var_os("UDSIM_DEBUG").is_some() {
+                let _ = writeln!(out, "# {:?}\n# {:?}", d.kernel, d.model);
+            }
             let _ = writeln!(
                 out,
                 "#   kernel:        {}",

@@ -7,9 +7,9 @@ use crate::check::auto_name;
 use crate::model::socket::{Addr, State};
 use crate::model::{Model, Params};
 use crate::script::{
-    Addr as ScriptAddr, Call, Flags, How, Ioctl, MsgOut, OptVal, Script, SockOpt, SockSpec, DGRAM,
-    MSG_DONTWAIT, MSG_EOR, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL, SEQPACKET,
-    STREAM,
+    Addr as ScriptAddr, Call, Creds, Flags, How, Ioctl, MsgOut, OptVal, Pid, Script, SockOpt,
+    SockSpec, DGRAM, MSG_DONTWAIT, MSG_EOR, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC,
+    MSG_WAITALL, SEQPACKET, STREAM,
 };
 
 /// Where choices come from. `below(n)` is in `0..n` (n ≥ 1); 0 is the simplest choice, so sources that
@@ -72,7 +72,7 @@ impl Source for Choices<'_> {
 
 /// Paths generated scripts use: a few shared names so binds collide and connects find listeners, plus the
 /// edge cases of the path rules.
-pub const PATHS: &[&[u8]] = &[b"a.sock", b"b.sock", b"c.sock"];
+pub const PATHS: &[&[u8]] = &[b"a.sock", b"b.sock", b"c.sock", b"link"];
 const ODD_PATHS: &[&[u8]] = &[
     b"sub/x.sock",
     b".",
@@ -294,7 +294,63 @@ impl<S: Source> Gen<'_, S> {
 
     fn step_v2(&mut self) {
         let of = |ty: i32| move |s: &crate::model::socket::Sock| s.ty == ty;
-        match self.src.below(14) {
+        match self.src.below(18) {
+            14 | 15 => {
+                // Descriptors in flight: rights over a connected socket, received with varied control buffers.
+                if let Some(s) = self.subject(|s| s.state == State::Connected || s.ty == DGRAM) {
+                    let live = self.live(|_| true);
+                    let k = 1 + self.src.below(2);
+                    let rights: Vec<String> = (0..k)
+                        .filter_map(|_| (!live.is_empty()).then(|| self.pick(&live).clone()))
+                        .collect();
+                    let d = if self.chance(20) {
+                        Vec::new()
+                    } else {
+                        b"r".to_vec()
+                    };
+                    let creds = self.chance(15).then(|| {
+                        let uid = *self.pick(&[0, 0, 5, -1]);
+                        Creds {
+                            pid: *self.pick(&[Pid::Own, Pid::Own, Pid::Num(0)]),
+                            uid,
+                            gid: 0,
+                        }
+                    });
+                    self.emit(Call::SendMsg(
+                        s,
+                        d,
+                        MsgOut {
+                            rights: Some(rights),
+                            creds,
+                            ..MsgOut::default()
+                        },
+                    ));
+                }
+                if let Some(r) = self.subject(|s| !s.rx.is_empty()) {
+                    let space = *self.pick(&[None, Some(0), Some(20), Some(28), Some(52)]);
+                    let f = *self.pick(&[0, MSG_PEEK]);
+                    self.emit(Call::RecvMsg(r, 8, Some(Flags(f)), space, None));
+                }
+            }
+            16 => {
+                if let Some(s) = self.subject(|_| true) {
+                    self.emit(Call::SetSockOpt(s, SockOpt::PASSCRED, OptVal::Int(1)));
+                }
+            }
+            17 => {
+                // The directory tree: a subdirectory for "sub/x.sock", modes, symlinks, stat.
+                let c = match self.src.below(5) {
+                    0 => Call::Mkdir(b"sub".to_vec()),
+                    1 => {
+                        let p = self.path();
+                        Call::Chmod(p, *self.pick(&[0o755, 0o700, 0o000, 0o777]))
+                    }
+                    2 => Call::Symlink(self.path(), b"link".to_vec()),
+                    3 => Call::Stat(self.path()),
+                    _ => Call::Rename(self.path(), self.path()),
+                };
+                self.emit(c);
+            }
             0 => {
                 let ty = *self.pick(&[DGRAM, SEQPACKET]);
                 self.emit(Call::Socket(SockSpec::of(ty)));

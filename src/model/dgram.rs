@@ -197,7 +197,9 @@ impl Model {
             // rule `dgram_short_buffer_truncates`: the rest of the message is dropped, MSG_TRUNC says so.
             flags: if n < avail { MSG_TRUNC } else { 0 },
             rights,
-            creds: skb_creds,
+            creds: self.socks[sid]
+                .passcred
+                .then(|| self.shown_creds(skb_creds)),
         };
         if ctrunc {
             r.flags |= crate::script::MSG_CTRUNC;

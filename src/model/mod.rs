@@ -299,6 +299,14 @@ impl Model {
     /// `scm_check_creds` and the pid lookup of an explicit SCM_CREDENTIALS: the caller may claim its own pid and
     /// its real, effective or saved ids; root (CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID) may claim any that exist.
     fn check_creds(&self, c: Creds) -> Result<Creds, Prediction> {
+        // rule `scm_credentials_ids_must_be_valid`: (uid_t)-1 maps to no id.
+        let valid = |v: i64| (0..u32::MAX as i64).contains(&v);
+        if !valid(c.uid) || !valid(c.gid) {
+            return Err(Prediction::err(
+                "scm_credentials_ids_must_be_valid",
+                Errno::EINVAL,
+            ));
+        }
         let root = self.euid == 0;
         let (real_u, real_g) = (self.params.uid as i64, self.params.gid as i64);
         let pid_ok = c.pid == Pid::Own || root;
@@ -312,23 +320,13 @@ impl Model {
             ));
         }
         match c.pid {
-            Pid::Own | Pid::Num(1) => {}
-            Pid::Num(n) if n <= 0 => {
-                return Err(Prediction::err(
-                    "scm_credentials_pid_must_exist",
-                    Errno::ESRCH,
-                ))
-            }
-            Pid::Num(_) => return Err(Prediction::unmodelled("which_pids_exist")),
+            Pid::Own | Pid::Num(1) => Ok(c),
+            Pid::Num(n) if n <= 0 => Err(Prediction::err(
+                "scm_credentials_pid_must_exist",
+                Errno::ESRCH,
+            )),
+            Pid::Num(_) => Err(Prediction::unmodelled("which_pids_exist")),
         }
-        let valid = |v: i64| (0..u32::MAX as i64).contains(&v);
-        if !valid(c.uid) || !valid(c.gid) {
-            return Err(Prediction::err(
-                "scm_credentials_ids_must_be_valid",
-                Errno::EINVAL,
-            ));
-        }
-        Ok(c)
     }
 
     /// `unix_maybe_add_creds`: a message without explicit credentials gets the sender's (pid and *real* ids)
@@ -497,6 +495,18 @@ impl Model {
                 None => Prediction::unmodelled("autobind_name_unresolved"),
             },
             Call::SendMsg(_, d, m) => {
+                // `unix_seqpacket_sendmsg` checks the socket before `scm_send` reads the control messages.
+                if self.socks[sid].ty == SEQPACKET {
+                    if let Some(e) = self.socks[sid].err.take() {
+                        return Prediction::err("seqpacket_send_reports_pending_error", e);
+                    }
+                    if self.socks[sid].state != State::Connected {
+                        return Prediction::err(
+                            "seqpacket_send_unconnected_is_enotconn",
+                            Errno::ENOTCONN,
+                        );
+                    }
+                }
                 let mut fds = Vec::new();
                 for r in m.rights.iter().flatten() {
                     match self.names.get(r) {
@@ -745,7 +755,7 @@ enum Recv {
 impl Recv {
     /// How many received descriptors fit the control buffer: none for read/recv/recvfrom (no control
     /// buffer), `(space - sizeof(cmsghdr)) / sizeof(int)` for recvmsg (`scm_max_fds`), after the
-    /// credentials' CMSG_SPACE(12) when they come first.
+    /// credentials' CMSG_SPACE(12) when they come first (a shorter buffer they take whole).
     fn max_fds(self, creds_first: bool) -> usize {
         match self {
             Recv::Msg(_, space) => {

@@ -255,7 +255,8 @@ impl Model {
         if fds.is_empty() {
             return (0, false);
         }
-        let creds_first = self.socks[sid].passcred && shape.creds_fit();
+        // With SO_PASSCRED the credentials go first and take CMSG_SPACE(12) (or all of a shorter buffer).
+        let creds_first = self.socks[sid].passcred;
         let fit = fds.len().min(shape.max_fds(creds_first));
         for &x in &fds[..fit] {
             // The in-flight reference becomes the new descriptor's.
@@ -291,14 +292,11 @@ impl Model {
                     Recv::Msg(b, _) => {
                         r.from = r.from.cut(b);
                         // rule `passcred_shows_credentials`: SCM_CREDENTIALS when they fit, MSG_CTRUNC when not.
-                        if self.socks[sid].passcred {
-                            if shape.creds_fit() {
-                                r.creds = Some(self.shown_creds(r.creds));
-                            } else {
-                                r.flags |= MSG_CTRUNC;
-                                r.creds = None;
-                            }
-                        } else {
+                        // (The data paths give `creds` only where `scm_recv` runs, as the receiver sees them.)
+                        if !self.socks[sid].passcred {
+                            r.creds = None;
+                        } else if r.creds.is_some() && !shape.creds_fit() {
+                            r.flags |= MSG_CTRUNC;
                             r.creds = None;
                         }
                         // `____sys_recvmsg` starts msg_flags from the caller's MSG_CMSG_CLOEXEC.
@@ -361,9 +359,11 @@ impl Model {
                     }
                     if s.shut_rd {
                         if out.is_empty() {
+                            let mut r = Received::bytes(Vec::new());
+                            r.creds = self.stream_creds(sid, None);
                             return Prediction::one(
                                 "read_after_rcv_shutdown_is_eof",
-                                Value::Recv(Received::bytes(Vec::new())),
+                                Value::Recv(r),
                             );
                         }
                         break 'redo;
@@ -371,7 +371,8 @@ impl Model {
                     if out.is_empty() {
                         return self.eagain("read_empty_is_eagain", sid, flags, true);
                     }
-                    let p = self.stream_data(out, from, rights, seen_creds.flatten());
+                    let c = self.stream_creds(sid, seen_creds);
+                    let p = self.stream_data(out, from, rights, c);
                     return if self.wait_ms(sid, flags, true) > 0 {
                         p.waited()
                     } else {
@@ -412,8 +413,10 @@ impl Model {
                 if peek {
                     peek_fwd(&mut s.peek_off, chunk);
                     skip = 0;
-                    // rule `rights_end_a_stream_read`: a read never runs past an skb that carried descriptors.
-                    if i + 1 < s.rx.len() && out.len() < n && !got_fds {
+                    // rule `rights_end_a_stream_read`: a read never runs past an skb that carried descriptors;
+                    // rule `peek_walks_on_with_nothing_left_to_copy`: a peek goes on to the next skb even when
+                    // the buffer is full (copying nothing, but taking that skb's descriptors).
+                    if i + 1 < s.rx.len() && !got_fds {
                         idx = Some(i + 1);
                         continue 'again;
                     }
@@ -432,7 +435,21 @@ impl Model {
                 continue 'redo;
             }
         }
-        self.stream_data(out, from, rights, seen_creds.flatten())
+        let c = self.stream_creds(sid, seen_creds);
+        self.stream_data(out, from, rights, c)
+    }
+
+    /// The credentials a stream receive with SO_PASSCRED reports: the first skb's (pid 0 and the overflow ids
+    /// when it recorded none), or — no skb read — a zeroed record (pid 0, uid 0, gid 0).
+    fn stream_creds(&self, sid: SockId, seen: Option<Option<Creds>>) -> Option<Creds> {
+        self.socks[sid].passcred.then(|| match seen {
+            None => Creds {
+                pid: crate::script::Pid::Num(0),
+                uid: 0,
+                gid: 0,
+            },
+            Some(c) => self.shown_creds(c),
+        })
     }
 
     /// `manage_oob`: what the reader does at skb `i` — pass a spent skb (dropping it unless peeking), stop at
