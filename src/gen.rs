@@ -300,9 +300,12 @@ impl<S: Source> Gen<'_, S> {
                 if let Some(s) = self.subject(|s| s.state == State::Connected || s.ty == DGRAM) {
                     let live = self.live(|_| true);
                     let k = 1 + self.src.below(2);
-                    let rights: Vec<String> = (0..k)
-                        .filter_map(|_| (!live.is_empty()).then(|| self.pick(&live).clone()))
-                        .collect();
+                    let mut rights: Vec<String> = Vec::new();
+                    for _ in 0..k {
+                        if !live.is_empty() {
+                            rights.push(self.pick(&live).clone());
+                        }
+                    }
                     let d = if self.chance(20) {
                         Vec::new()
                     } else {
