@@ -188,6 +188,70 @@ fn runs(
     Ok(out)
 }
 
+fn ioctl_int(fd: RawFd, req: libc::c_ulong) -> Result<i32, String> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: the request writes one int.
+    let r = unsafe { libc::ioctl(fd, req, &mut v) };
+    if r < 0 {
+        return Err(format!("ioctl({req:#x}): {}", last()));
+    }
+    Ok(v)
+}
+
+fn send_flags(fd: RawFd, buf: &[u8], flags: libc::c_int) -> Result<(), String> {
+    // SAFETY: buf is live for the call.
+    if unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            flags | libc::MSG_NOSIGNAL,
+        )
+    } < 0
+    {
+        return Err(format!("send: {}", last()));
+    }
+    Ok(())
+}
+
+/// recv into a small buffer: the byte count, or -1 for EAGAIN.
+fn recv_flags(fd: RawFd, flags: libc::c_int) -> Result<isize, String> {
+    let mut b = [0u8; 8];
+    // SAFETY: b is live and writable.
+    let r = unsafe {
+        libc::recv(
+            fd,
+            b.as_mut_ptr().cast(),
+            b.len(),
+            flags | libc::MSG_DONTWAIT,
+        )
+    };
+    if r < 0 && nix::errno::Errno::last() != nix::errno::Errno::EAGAIN {
+        return Err(format!("recv: {}", last()));
+    }
+    Ok(r)
+}
+
+/// The MSG_OOB behaviours that differ between kernel versions (see docs/kernels.md), each probed on a fresh
+/// stream pair: (inq_counts_dropped_oob, atmark_at_consumed_oob, read_stops_at_consumed_oob).
+fn oob_probes() -> Result<(bool, bool, bool), String> {
+    // SIOCINQ after a normal read dropped the OOB byte.
+    let (a, b) = pair(libc::SOCK_STREAM)?;
+    send_flags(a.as_raw_fd(), b"x", libc::MSG_OOB)?;
+    send_flags(a.as_raw_fd(), b"y", 0)?;
+    recv_flags(b.as_raw_fd(), 0)?;
+    let inq = ioctl_int(b.as_raw_fd(), libc::FIONREAD)? == 1;
+    // SIOCATMARK with the taken OOB byte's empty skb at the head.
+    let (a, b) = pair(libc::SOCK_STREAM)?;
+    send_flags(a.as_raw_fd(), b"x", libc::MSG_OOB)?;
+    recv_flags(b.as_raw_fd(), libc::MSG_OOB)?;
+    let atmark = ioctl_int(b.as_raw_fd(), 0x8905)? == 1;
+    // A read meeting that empty skb with data behind it.
+    send_flags(a.as_raw_fd(), b"y", 0)?;
+    let stops = recv_flags(b.as_raw_fd(), 0)? < 0;
+    Ok((inq, atmark, stops))
+}
+
 fn measure() -> Result<Params, String> {
     let probe = socket(libc::SOCK_STREAM)?;
     let p = probe.as_raw_fd();
@@ -346,7 +410,12 @@ fn measure() -> Result<Params, String> {
         sent.saturating_sub(1)
     };
 
+    let oob = oob_probes()?;
+
     Ok(Params {
+        inq_counts_dropped_oob: oob.0,
+        atmark_at_consumed_oob: oob.1,
+        read_stops_at_consumed_oob: oob.2,
         sndbuf,
         rcvbuf,
         wmem_max,

@@ -36,6 +36,15 @@ pub struct Params {
     /// kernel.overflowuid / overflowgid: what an id the reader cannot map reads as (credentials never recorded).
     pub overflow_uid: u32,
     pub overflow_gid: u32,
+    /// Kernel behaviours that differ between versions, detected by probing (never by version number):
+    /// SIOCINQ still counts an OOB byte a normal read dropped (6.18: yes; 6.1: no).
+    pub inq_counts_dropped_oob: bool,
+    /// SIOCATMARK says 1 when the first skb is a spent OOB skb (or a listener's empty connection skb), not only
+    /// when it is the unread OOB byte (6.18: yes; 6.1: no).
+    pub atmark_at_consumed_oob: bool,
+    /// A read with nothing copied that meets a spent OOB skb at the head frees it and stops with EAGAIN
+    /// (6.1: yes; 6.18: no, it reads on).
+    pub read_stops_at_consumed_oob: bool,
     /// One clock tick in microseconds (1/HZ): socket timeouts are kept in ticks, rounded up.
     pub tick_us: u64,
 }

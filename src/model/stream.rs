@@ -470,6 +470,10 @@ impl Model {
                 i += 1;
             } else {
                 self.unlink_skb(sid, i);
+                // rule `read_stops_at_consumed_oob` (a calibrated kernel difference).
+                if self.params.read_stops_at_consumed_oob {
+                    return None;
+                }
             }
             if i >= self.socks[sid].rx.len() {
                 return None;
@@ -487,8 +491,11 @@ impl Model {
         if !peek {
             self.socks[sid].rx[i].oob = false;
             if !inline {
-                // The byte is gone, and SIOCINQ still counts it.
+                // The byte is gone; SIOCINQ may still count it (a calibrated kernel difference).
                 self.unlink_skb(sid, i);
+                if !self.params.inq_counts_dropped_oob {
+                    self.socks[sid].inq -= 1;
+                }
                 return (!self.socks[sid].rx.is_empty()).then_some(0);
             }
             Some(i)
