@@ -252,6 +252,27 @@ fn oob_probes() -> Result<(bool, bool, bool), String> {
     Ok((inq, atmark, stops))
 }
 
+/// Whether an unconnected datagram send too large for the buffer says ENOTCONN (peer first) or EMSGSIZE.
+fn dgram_order_probe() -> Result<bool, String> {
+    let s = socket(libc::SOCK_DGRAM)?;
+    set_int(s.as_raw_fd(), libc::SO_SNDBUF, 0)?;
+    let big = vec![0u8; get_int(s.as_raw_fd(), libc::SO_SNDBUF)? + 1];
+    // SAFETY: big is live for the call.
+    let r = unsafe {
+        libc::send(
+            s.as_raw_fd(),
+            big.as_ptr().cast(),
+            big.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    match (r, nix::errno::Errno::last()) {
+        (-1, nix::errno::Errno::ENOTCONN) => Ok(true),
+        (-1, nix::errno::Errno::EMSGSIZE) => Ok(false),
+        (r, e) => Err(format!("datagram order probe: send returned {r} ({e})")),
+    }
+}
+
 fn measure() -> Result<Params, String> {
     let probe = socket(libc::SOCK_STREAM)?;
     let p = probe.as_raw_fd();
@@ -416,6 +437,7 @@ fn measure() -> Result<Params, String> {
         inq_counts_dropped_oob: oob.0,
         atmark_at_consumed_oob: oob.1,
         read_stops_at_consumed_oob: oob.2,
+        dgram_peer_checked_first: dgram_order_probe()?,
         sndbuf,
         rcvbuf,
         wmem_max,

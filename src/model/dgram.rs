@@ -49,6 +49,14 @@ impl Model {
             Some(Ok(t)) => Some(t),
             None => None,
         };
+        // rule `dgram_peer_checked_first` (a calibrated kernel difference): some kernels look the peer up
+        // before the size, memory and pending-error checks.
+        if target.is_none()
+            && self.socks[sid].peer.is_none()
+            && self.params.dgram_peer_checked_first
+        {
+            return Prediction::err("dgram_send_unconnected_is_enotconn", Errno::ENOTCONN);
+        }
         if self.socks[sid].passcred {
             // rule `passcred_autobinds_on_send`
             self.autobind(sid);

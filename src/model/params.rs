@@ -45,6 +45,9 @@ pub struct Params {
     /// A read with nothing copied that meets a spent OOB skb at the head frees it and stops with EAGAIN
     /// (6.1: yes; 6.18: no, it reads on).
     pub read_stops_at_consumed_oob: bool,
+    /// An unconnected datagram send without an address is ENOTCONN before the size check (6.1: yes; 6.18:
+    /// no, EMSGSIZE first).
+    pub dgram_peer_checked_first: bool,
     /// One clock tick in microseconds (1/HZ): socket timeouts are kept in ticks, rounded up.
     pub tick_us: u64,
 }

@@ -464,16 +464,18 @@ impl Model {
         let mut i = i;
         if skb.is_empty() {
             let has_oob = s.rx.iter().any(|k| k.oob);
+            if !peek && self.params.read_stops_at_consumed_oob {
+                // rule `read_stops_at_consumed_oob` (a calibrated kernel difference): the reader frees the
+                // spent skb and stops there, with what it copied or EAGAIN.
+                self.unlink_skb(sid, i);
+                return None;
+            }
             if copied && (!has_oob || skb.oob) {
                 return None;
             } else if peek {
                 i += 1;
             } else {
                 self.unlink_skb(sid, i);
-                // rule `read_stops_at_consumed_oob` (a calibrated kernel difference).
-                if self.params.read_stops_at_consumed_oob {
-                    return None;
-                }
             }
             if i >= self.socks[sid].rx.len() {
                 return None;
