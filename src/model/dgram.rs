@@ -40,7 +40,6 @@ impl Model {
         fds: &[SockId],
         creds: Option<Creds>,
     ) -> Prediction {
-        let seqpacket = self.socks[sid].ty == SEQPACKET;
         if flags.has(MSG_OOB) {
             return Prediction::err("dgram_send_oob_is_eopnotsupp", Errno::EOPNOTSUPP);
         }
@@ -95,9 +94,7 @@ impl Model {
             return Prediction::err("dgram_receiver_connected_elsewhere_is_eperm", Errno::EPERM);
         }
         if self.socks[other].released {
-            if seqpacket {
-                return Prediction::err("seqpacket_send_to_closed_peer_is_epipe", Errno::EPIPE);
-            }
+            // (A seqpacket peer's release shuts our sending side first: EPIPE came above.)
             // rule `dgram_send_to_closed_peer_is_econnrefused`: the association is dissolved (and our queue
             // purged) on the way.
             self.socks[sid].peer = None;

@@ -235,6 +235,11 @@ impl Model {
         v
     }
 
+    /// How many sockets the arena holds (released ones included).
+    pub fn sock_count(&self) -> usize {
+        self.socks.len()
+    }
+
     /// The socket with arena index `id`.
     pub fn sock(&self, id: SockId) -> &Sock {
         &self.socks[id]
