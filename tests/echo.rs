@@ -1295,3 +1295,154 @@ fn random_workloads_readwrite() {
 fn random_workloads_splice() {
     random_workloads(Engine::Splice);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A short echo is never silent (issue 12, defect 1)
+
+/// Bytes this socket sent that the peer has not read yet (SIOCOUTQ; for AF_UNIX the memory the
+/// queued skbs charge, so 0 exactly when the peer has read everything).
+fn unread_by_peer(sock: &UnixStream) -> usize {
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one c_int through the pointer.
+    let rc = unsafe {
+        nix::libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+            nix::libc::TIOCOUTQ,
+            &mut n,
+        )
+    };
+    assert_eq!(rc, 0, "SIOCOUTQ");
+    n as usize
+}
+
+/// A server that reads everything, echoes only the first half and closes cleanly (EOF, no
+/// reset): `udsim client` must not exit 0 with half the echo.
+#[test]
+fn client_fails_on_a_short_echo() {
+    let dir = tempdir();
+    let path = dir.path().join("short.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let input = random_bytes(100_000, 12);
+    let fake = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        s.write_all(&got[..got.len() / 2]).unwrap();
+    });
+    let (st, out, err) = run_client(&path, &input, &["--quiet"]);
+    fake.join().unwrap();
+    assert_eq!(out.len(), 50_000);
+    assert_eq!(st.code(), Some(1), "a short echo exits 1: {err:?}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(
+        err.contains("50000 of 100000 bytes missing"),
+        "says how many bytes are missing: {err:?}"
+    );
+}
+
+/// On SIGTERM the event loop stops reading but finishes echoing what it has already read: a
+/// client whose whole input the server holds (a large --buffer-size, so the server's own socket
+/// queue is empty) gets every byte back, then EOF.
+fn sigterm_drains(engine: Engine) {
+    let dir = tempdir();
+    let path = dir.path().join("drain.sock");
+    let mut server = Server::start(&path, engine, &["--quiet", "--buffer-size", "1048576"]);
+    let data = random_bytes(768 * KIB, 13);
+    let sock = connect(&path);
+    (&sock).write_all(&data).unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    // Until the server has read all of it (the echo cannot all fit in our receive queue, so most
+    // of it is then pending in the server).
+    let deadline = Instant::now() + HANG;
+    while unread_by_peer(&sock) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never read everything"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    server.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut got = Vec::new();
+    let r = (&sock).read_to_end(&mut got);
+    assert!(r.is_ok(), "{engine:?}: {r:?} after {} bytes", got.len());
+    assert_eq!(
+        got.len(),
+        data.len(),
+        "{engine:?}: every byte read is echoed"
+    );
+    assert!(got == data);
+    assert!(server.proc.wait().success());
+    assert!(!path.exists());
+}
+
+#[test]
+fn sigterm_finishes_echoing_what_was_read_readwrite() {
+    sigterm_drains(Engine::Readwrite);
+}
+
+#[test]
+fn sigterm_finishes_echoing_what_was_read_splice() {
+    sigterm_drains(Engine::Splice);
+}
+
+/// The issue's reproduction: 400,000 bytes through `udsim client` whose stdout is read only late,
+/// the server SIGTERMed meanwhile. Whatever happens, exit 0 means the whole echo arrived.
+fn sigterm_mid_echo_is_never_silent(engine: Engine) {
+    let dir = tempdir();
+    let path = dir.path().join("repro.sock");
+    let mut server = Server::start(&path, engine, &["--quiet"]);
+    let input = random_bytes(400_000, 14);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["client", "--quiet"])
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut client = Proc::spawn(&mut cmd);
+    let watchdog = Watchdog::new(vec![client.pid(), server.proc.pid()]);
+    let mut stdin = client.child.stdin.take().unwrap();
+    let mut stdout = client.child.stdout.take().unwrap();
+    let mut stderr = client.child.stderr.take().unwrap();
+    let (out, err) = thread::scope(|s| {
+        s.spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let err = s.spawn(move || {
+            let mut e = String::new();
+            let _ = stderr.read_to_string(&mut e);
+            e
+        });
+        thread::sleep(Duration::from_millis(600));
+        server.proc.signal(nix::sys::signal::Signal::SIGTERM);
+        assert!(server.proc.wait().success());
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        (out, err.join().unwrap())
+    });
+    drop(watchdog);
+    let st = client.wait();
+    eprintln!(
+        "{engine:?}: client {st}, {} of 400000 bytes, stderr {err:?}",
+        out.len()
+    );
+    if st.success() {
+        assert!(out == random_bytes(400_000, 14), "exit 0 with a wrong echo");
+    } else {
+        assert_eq!(st.code(), Some(1));
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+        assert!(
+            err.contains("missing") || err.contains("before the end of input"),
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_mid_echo_is_never_silent_readwrite() {
+    sigterm_mid_echo_is_never_silent(Engine::Readwrite);
+}
+
+#[test]
+fn sigterm_mid_echo_is_never_silent_splice() {
+    sigterm_mid_echo_is_never_silent(Engine::Splice);
+}

@@ -10,6 +10,10 @@
 //!   it back, and a one-second timer retries in case the fds were freed elsewhere.
 //! - `fair_turns`: each readiness event does a bounded amount of work, so one fast client cannot
 //!   starve the others.
+//! - `drain_on_stop`: on SIGINT/SIGTERM the listener is closed and no client is read from again,
+//!   but the bytes already read are still echoed, for at most [`super::DRAIN_GRACE`]; then the
+//!   remaining connections are closed (a client whose unread input is still queued here sees a
+//!   reset; its own byte count catches the rest, see `client.rs`).
 
 use super::error::{describe, EchoError};
 use super::relay::{Drain, Fill, Relay};
@@ -22,6 +26,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::signal::Signal;
 use nix::sys::socket::{accept4, SockFlag};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::time::Instant;
 
 const LISTENER: u64 = 0;
 const SIGNALS: u64 = 1;
@@ -39,6 +44,8 @@ const FD_RETRY_MS: u16 = 1000;
 enum Pause {
     MaxClients,
     NoFds,
+    /// Stopping (`drain_on_stop`): the listener is closed for good.
+    Stopped,
 }
 
 struct Conn<R> {
@@ -53,7 +60,8 @@ struct Conn<R> {
 
 struct Server<'a, R: Relay> {
     epoll: Epoll,
-    listener: &'a OwnedFd,
+    /// None once stopping (`drain_on_stop`).
+    listener: Option<OwnedFd>,
     cfg: &'a Config,
     status: Status,
     tap: Tap,
@@ -72,9 +80,9 @@ struct Server<'a, R: Relay> {
     spare: Option<R>,
 }
 
-/// Serves until SIGINT/SIGTERM; returns the signal.
+/// Serves until SIGINT/SIGTERM (then drains, `drain_on_stop`); returns the signal.
 pub fn run<R: Relay>(
-    listener: &OwnedFd,
+    listener: OwnedFd,
     signals: &Signals,
     cfg: &Config,
     status: Status,
@@ -82,14 +90,14 @@ pub fn run<R: Relay>(
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
         .map_err(|e| EchoError::sys_nopath("cannot create an epoll instance", e))?;
     epoll
-        .add(listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
+        .add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
         .map_err(|e| EchoError::sys_nopath("cannot poll the listening socket", e))?;
     epoll
         .add(signals, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))
         .map_err(|e| EchoError::sys_nopath("cannot poll the signalfd", e))?;
     let mut server: Server<'_, R> = Server {
         epoll,
-        listener,
+        listener: Some(listener),
         cfg,
         status,
         tap: Tap::new(cfg.print, status),
@@ -103,9 +111,15 @@ pub fn run<R: Relay>(
     };
     status.line(format_args!("Waiting to accept a connection..."));
     let mut events = vec![EpollEvent::empty(); 256];
+    // Set on the first SIGINT/SIGTERM: the signal and the end of the drain.
+    let mut stopping: Option<(Signal, Instant)> = None;
     loop {
-        let timeout = match server.pause {
-            Some(Pause::NoFds) => EpollTimeout::from(FD_RETRY_MS),
+        let timeout = match (stopping, server.pause) {
+            (Some((_, end)), _) => {
+                let left = end.saturating_duration_since(Instant::now());
+                EpollTimeout::from(u16::try_from(left.as_millis() + 1).unwrap_or(u16::MAX))
+            }
+            (None, Some(Pause::NoFds)) => EpollTimeout::from(FD_RETRY_MS),
             _ => EpollTimeout::NONE,
         };
         let n = match server.epoll.wait(&mut events, timeout) {
@@ -127,18 +141,55 @@ pub fn run<R: Relay>(
                 LISTENER => {}
                 SIGNALS => {
                     if let Some(sig) = signals.take() {
-                        return Ok(sig);
+                        // A second signal while draining ends the drain at once.
+                        if stopping.is_some() {
+                            return Ok(sig);
+                        }
+                        server.stop();
+                        stopping = Some((sig, Instant::now() + super::DRAIN_GRACE));
                     }
                 }
                 token => server.conn_event((token - FIRST_CONN) as usize),
             }
         }
         server.free.append(&mut server.freed);
-        server.ensure_spare();
+        if let Some((sig, end)) = stopping {
+            if server.live == 0 || Instant::now() >= end {
+                return Ok(sig);
+            }
+        } else {
+            server.ensure_spare();
+        }
     }
 }
 
 impl<R: Relay> Server<'_, R> {
+    /// `drain_on_stop`: close the listener, read no more, close every connection with nothing
+    /// pending; the others stay polled for output only until they are echoed.
+    fn stop(&mut self) {
+        self.pause = Some(Pause::Stopped);
+        // Closing the fd also takes it out of the epoll set; waiting connects are refused.
+        drop(self.listener.take());
+        self.spare = None;
+        for slot in 0..self.conns.len() {
+            let Some(conn) = self.conns[slot].as_mut() else {
+                continue;
+            };
+            conn.eof = true;
+            if conn.relay.pending() == 0 {
+                self.close(slot);
+                continue;
+            }
+            let want = desired_interest(conn);
+            let mut ev = EpollEvent::new(want, slot as u64 + FIRST_CONN);
+            if self.epoll.modify(&conn.sock, &mut ev).is_ok() {
+                conn.interest = want;
+            } else {
+                self.close(slot);
+            }
+        }
+    }
+
     fn set_listening(&mut self, on: bool) {
         let flags = if on {
             EpollFlags::EPOLLIN
@@ -146,7 +197,10 @@ impl<R: Relay> Server<'_, R> {
             EpollFlags::empty()
         };
         let mut ev = EpollEvent::new(flags, LISTENER);
-        if let Err(e) = self.epoll.modify(self.listener, &mut ev) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        if let Err(e) = self.epoll.modify(listener, &mut ev) {
             self.status.warn(format_args!(
                 "cannot change listener polling: {}",
                 describe(e)
@@ -155,14 +209,17 @@ impl<R: Relay> Server<'_, R> {
     }
 
     fn pause_accepts(&mut self, why: Pause) {
-        if self.pause.is_none() {
-            self.set_listening(false);
+        match self.pause {
+            Some(Pause::Stopped) => return,
+            None => self.set_listening(false),
+            Some(_) => {}
         }
         self.pause = Some(why);
     }
 
     fn resume(&mut self) {
-        if self.pause.take().is_some() {
+        if matches!(self.pause, Some(Pause::MaxClients | Pause::NoFds)) {
+            self.pause = None;
             self.set_listening(true);
         }
     }
@@ -193,6 +250,9 @@ impl<R: Relay> Server<'_, R> {
     /// while its backlog is not empty. Probing until EAGAIN instead would cost every sporadic
     /// connection an extra `accept4`, and a storm is interleaved with established clients' events.
     fn accept_batch(&mut self) {
+        let Some(listener) = self.listener.as_ref().map(AsRawFd::as_raw_fd) else {
+            return;
+        };
         for _ in 0..ACCEPT_RETRIES {
             if self.at_limit() {
                 self.pause_accepts(Pause::MaxClients);
@@ -207,10 +267,7 @@ impl<R: Relay> Server<'_, R> {
                     }
                 }
             }
-            let raw = match accept4(
-                self.listener.as_raw_fd(),
-                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-            ) {
+            let raw = match accept4(listener, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
                 Ok(raw) => raw,
                 Err(Errno::EAGAIN) => return,
                 Err(Errno::EINTR) | Err(Errno::ECONNABORTED) | Err(Errno::EPROTO) => continue,

@@ -3,6 +3,9 @@
 //! Accept one client, echo until it half-closes, close it, accept the next. The sockets are
 //! non-blocking only so that a wait can also watch the signalfd: each wait is a poll(2) on the
 //! one socket in use plus the signals, which is the seed's blocking call with a way out.
+//!
+//! `drain_on_stop`: a signal that arrives while part of a read is still to be sent back lets the
+//! server finish sending it, for at most [`super::DRAIN_GRACE`], before it stops.
 
 use super::error::{describe, EchoError};
 use super::signals::Signals;
@@ -14,6 +17,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::socket::{accept4, recv, send, MsgFlags, SockFlag};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::time::Instant;
 
 /// What a wait ended with.
 enum Woke {
@@ -53,7 +57,7 @@ fn wait(
 
 /// Serves clients one at a time until SIGINT/SIGTERM; returns the signal.
 pub fn run(
-    listener: &OwnedFd,
+    listener: OwnedFd,
     signals: &Signals,
     cfg: &Config,
     status: Status,
@@ -67,7 +71,7 @@ pub fn run(
         status.line(format_args!("Waiting to accept a connection..."));
         let raw = loop {
             if let Woke::Signal(sig) =
-                wait(listener, PollFlags::POLLIN, signals, PollTimeout::NONE).map_err(poll_err)?
+                wait(&listener, PollFlags::POLLIN, signals, PollTimeout::NONE).map_err(poll_err)?
             {
                 return Ok(sig);
             }
@@ -135,19 +139,39 @@ fn echo_one(
         };
         tap.copy(&buf[..n]);
         let mut sent = 0;
+        // Set by a signal: send the rest of this read until then (`drain_on_stop`).
+        let mut stopping: Option<(Signal, Instant)> = None;
         while sent < n {
             let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
             match send(sock.as_raw_fd(), &buf[sent..n], flags) {
                 Ok(k) => sent += k,
                 Err(Errno::EAGAIN) | Err(Errno::EINTR) => {
-                    if let Woke::Signal(sig) =
-                        wait(sock, PollFlags::POLLOUT, signals, PollTimeout::NONE)?
-                    {
-                        return Ok(Some(sig));
+                    let timeout = match stopping {
+                        None => PollTimeout::NONE,
+                        Some((_, end)) => {
+                            let left = end.saturating_duration_since(Instant::now());
+                            PollTimeout::from(
+                                u16::try_from(left.as_millis() + 1).unwrap_or(u16::MAX),
+                            )
+                        }
+                    };
+                    match (wait(sock, PollFlags::POLLOUT, signals, timeout)?, stopping) {
+                        (Woke::Ready, _) => {}
+                        (Woke::Signal(sig), None) => {
+                            stopping = Some((sig, Instant::now() + super::DRAIN_GRACE));
+                        }
+                        // A second signal, or the grace is over.
+                        (Woke::Signal(sig), Some(_)) | (Woke::Timeout, Some((sig, _))) => {
+                            return Ok(Some(sig))
+                        }
+                        (Woke::Timeout, None) => {}
                     }
                 }
                 Err(_) => return Ok(None), // EPIPE, ECONNRESET: the client is gone.
             }
+        }
+        if let Some((sig, _)) = stopping {
+            return Ok(Some(sig));
         }
     }
 }

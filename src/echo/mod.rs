@@ -31,6 +31,10 @@ use std::path::PathBuf;
 /// Default per-connection buffer bound: 64 KiB.
 pub const DEFAULT_BUFFER: usize = 64 * 1024;
 
+/// On SIGINT/SIGTERM the server stops reading but goes on echoing what it has already read for
+/// at most this long, then closes the remaining connections.
+pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How the event loop moves echoed bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Engine {
@@ -43,6 +47,11 @@ pub enum Engine {
 
 /// Arguments of `udsim serve`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "On SIGINT or SIGTERM the server stops accepting and reading, goes on \
+echoing what it has already read for at most 0.5 s, then closes the remaining connections, \
+removes its socket file (only if it is still the one it bound) and exits 0."
+)]
 pub struct ServeArgs {
     /// Path of the socket to bind. Only a dead socket (nobody listening) at PATH is ever removed.
     pub path: PathBuf,
@@ -166,22 +175,17 @@ fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
         allow_uids: args.allow_uids.clone(),
     };
     let signals = signals::Signals::install()?;
-    let listener = path::bind_listener(&args.path, args.mode, status)?;
+    let path::Listener { fd, bound } = path::bind_listener(&args.path, args.mode, status)?;
+    // Each engine owns the listener and closes it when it stops (and its clients before it
+    // returns); then our file is removed.
     let served = if args.iterative {
-        iterative::run(&listener.fd, &signals, &cfg, status)
+        iterative::run(fd, &signals, &cfg, status)
     } else {
         match args.engine.unwrap_or(Engine::Readwrite) {
-            Engine::Readwrite => {
-                event_loop::run::<relay::BufferRelay>(&listener.fd, &signals, &cfg, status)
-            }
-            Engine::Splice => {
-                event_loop::run::<splice::SpliceRelay>(&listener.fd, &signals, &cfg, status)
-            }
+            Engine::Readwrite => event_loop::run::<relay::BufferRelay>(fd, &signals, &cfg, status),
+            Engine::Splice => event_loop::run::<splice::SpliceRelay>(fd, &signals, &cfg, status),
         }
     };
-    // Stop accepting (the engines have already closed their clients), then remove our file.
-    let path::Listener { fd, bound } = listener;
-    drop(fd);
     let removed = match bound.remove_if_ours() {
         Ok(removed) => removed,
         Err(e) => {
