@@ -1446,3 +1446,73 @@ fn sigterm_mid_echo_is_never_silent_readwrite() {
 fn sigterm_mid_echo_is_never_silent_splice() {
     sigterm_mid_echo_is_never_silent(Engine::Splice);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Every catchable fatal signal removes the socket (issue 12, defect 5)
+
+/// SIGHUP stops the server like SIGTERM: exit 0, socket removed.
+fn sighup_stops_gracefully(engine: Engine) {
+    signal_cleanup(engine, nix::sys::signal::Signal::SIGHUP);
+}
+
+#[test]
+fn sighup_removes_socket_iterative() {
+    sighup_stops_gracefully(Engine::Iterative);
+}
+
+#[test]
+fn sighup_removes_socket_readwrite() {
+    sighup_stops_gracefully(Engine::Readwrite);
+}
+
+#[test]
+fn sighup_removes_socket_splice() {
+    sighup_stops_gracefully(Engine::Splice);
+}
+
+/// SIGUSR1, SIGUSR2, SIGALRM, SIGQUIT and a real-time signal still kill the server (its parent
+/// sees the signal), but only after it removed its socket.
+#[test]
+fn other_fatal_signals_remove_the_socket_first() {
+    use std::os::unix::process::ExitStatusExt;
+    let rt = nix::libc::SIGRTMIN() + 3;
+    let sigs = [
+        nix::libc::SIGUSR1,
+        nix::libc::SIGUSR2,
+        nix::libc::SIGALRM,
+        nix::libc::SIGQUIT,
+        rt,
+    ];
+    for (i, &signo) in sigs.iter().enumerate() {
+        for engine in [Engine::Iterative, Engine::Readwrite, Engine::Splice] {
+            let dir = tempdir();
+            let path = dir.path().join("fatal.sock");
+            let mut cmd = serve_cmd(&path, engine, &["--quiet"]);
+            // SIGQUIT dumps core: not into the source tree.
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)
+                        .map_err(std::io::Error::from)
+                });
+            }
+            let mut server = Server::start_cmd(&path, cmd, true);
+            let c = connect(&path);
+            (&c).write_all(b"ping").unwrap();
+            let mut buf = [0u8; 4];
+            (&c).read_exact(&mut buf).unwrap();
+            // SAFETY: kill(2) with a plain signal number.
+            let rc = unsafe { nix::libc::kill(server.proc.pid(), signo) };
+            assert_eq!(rc, 0);
+            let st = server.proc.wait();
+            assert_eq!(st.signal(), Some(signo), "{engine:?} #{i}: {st}");
+            assert!(
+                !path.exists(),
+                "{engine:?}: signal {signo} left the socket file"
+            );
+            let mut rest = Vec::new();
+            (&c).read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty());
+        }
+    }
+}

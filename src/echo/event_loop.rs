@@ -17,13 +17,12 @@
 
 use super::error::{describe, EchoError};
 use super::relay::{Drain, Fill, Relay};
-use super::signals::Signals;
+use super::signals::{Caught, Signals};
 use super::status::Status;
 use super::tap::Tap;
 use super::Config;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::signal::Signal;
 use nix::sys::socket::{accept4, SockFlag};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
@@ -80,13 +79,13 @@ struct Server<'a, R: Relay> {
     spare: Option<R>,
 }
 
-/// Serves until SIGINT/SIGTERM (then drains, `drain_on_stop`); returns the signal.
+/// Serves until a signal (SIGINT/SIGTERM/SIGHUP: then drains, `drain_on_stop`); returns it.
 pub fn run<R: Relay>(
     listener: OwnedFd,
     signals: &Signals,
     cfg: &Config,
     status: Status,
-) -> Result<Signal, EchoError> {
+) -> Result<Caught, EchoError> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
         .map_err(|e| EchoError::sys_nopath("cannot create an epoll instance", e))?;
     epoll
@@ -112,7 +111,7 @@ pub fn run<R: Relay>(
     status.line(format_args!("Waiting to accept a connection..."));
     let mut events = vec![EpollEvent::empty(); 256];
     // Set on the first SIGINT/SIGTERM: the signal and the end of the drain.
-    let mut stopping: Option<(Signal, Instant)> = None;
+    let mut stopping: Option<(Caught, Instant)> = None;
     loop {
         let timeout = match (stopping, server.pause) {
             (Some((_, end)), _) => {
@@ -141,8 +140,9 @@ pub fn run<R: Relay>(
                 LISTENER => {}
                 SIGNALS => {
                     if let Some(sig) = signals.take() {
-                        // A second signal while draining ends the drain at once.
-                        if stopping.is_some() {
+                        // A second signal while draining ends the drain at once; a signal that
+                        // is not a graceful stop skips it.
+                        if stopping.is_some() || !sig.graceful() {
                             return Ok(sig);
                         }
                         server.stop();

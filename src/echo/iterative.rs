@@ -8,13 +8,12 @@
 //! server finish sending it, for at most [`super::DRAIN_GRACE`], before it stops.
 
 use super::error::{describe, EchoError};
-use super::signals::Signals;
+use super::signals::{Caught, Signals};
 use super::status::Status;
 use super::tap::Tap;
 use super::Config;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::Signal;
 use nix::sys::socket::{accept4, recv, send, MsgFlags, SockFlag};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
@@ -22,7 +21,7 @@ use std::time::Instant;
 /// What a wait ended with.
 enum Woke {
     Ready,
-    Signal(Signal),
+    Signal(Caught),
     Timeout,
 }
 
@@ -61,7 +60,7 @@ pub fn run(
     signals: &Signals,
     cfg: &Config,
     status: Status,
-) -> Result<Signal, EchoError> {
+) -> Result<Caught, EchoError> {
     let mut tap = Tap::new(cfg.print, status);
     let mut buf = vec![0u8; cfg.buffer];
     let poll_err = |e| EchoError::sys_nopath("poll failed", e);
@@ -122,7 +121,7 @@ fn echo_one(
     buf: &mut [u8],
     signals: &Signals,
     tap: &mut Tap,
-) -> Result<Option<Signal>, Errno> {
+) -> Result<Option<Caught>, Errno> {
     loop {
         let n = match recv(sock.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
             Ok(0) => return Ok(None),
@@ -140,7 +139,7 @@ fn echo_one(
         tap.copy(&buf[..n]);
         let mut sent = 0;
         // Set by a signal: send the rest of this read until then (`drain_on_stop`).
-        let mut stopping: Option<(Signal, Instant)> = None;
+        let mut stopping: Option<(Caught, Instant)> = None;
         while sent < n {
             let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
             match send(sock.as_raw_fd(), &buf[sent..n], flags) {
@@ -157,11 +156,11 @@ fn echo_one(
                     };
                     match (wait(sock, PollFlags::POLLOUT, signals, timeout)?, stopping) {
                         (Woke::Ready, _) => {}
-                        (Woke::Signal(sig), None) => {
+                        (Woke::Signal(sig), None) if sig.graceful() => {
                             stopping = Some((sig, Instant::now() + super::DRAIN_GRACE));
                         }
-                        // A second signal, or the grace is over.
-                        (Woke::Signal(sig), Some(_)) | (Woke::Timeout, Some((sig, _))) => {
+                        // A second signal, a fatal one, or the grace is over.
+                        (Woke::Signal(sig), _) | (Woke::Timeout, Some((sig, _))) => {
                             return Ok(Some(sig))
                         }
                         (Woke::Timeout, None) => {}

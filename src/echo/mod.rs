@@ -206,6 +206,9 @@ fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
             bound.path()
         ));
     }
+    // A signal that is not a graceful stop ends the process the way it would have without the
+    // clean-up (`fatal_signals_clean_up`).
+    sig.reraise();
     Ok(())
 }
 
