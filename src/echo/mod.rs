@@ -175,7 +175,8 @@ fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
         allow_uids: args.allow_uids.clone(),
     };
     let signals = signals::Signals::install()?;
-    let path::Listener { fd, bound } = path::bind_listener(&args.path, args.mode, status)?;
+    let path::Listener { fd, bound } =
+        path::bind_listener(&args.path, args.mode, status, &signals)?;
     // Each engine owns the listener and closes it when it stops (and its clients before it
     // returns); then our file is removed.
     let served = if args.iterative {
@@ -189,11 +190,7 @@ fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
     let removed = match bound.remove_if_ours() {
         Ok(removed) => removed,
         Err(e) => {
-            status.warn(format_args!(
-                "cannot remove {:?}: {}",
-                bound.path(),
-                describe(e)
-            ));
+            status.warn(format_args!("{e}"));
             false
         }
     };
