@@ -1701,3 +1701,110 @@ fn bind_error_is_one_line_without_quiet() {
         format!("udsim: cannot bind {path:?}: no such file or directory (ENOENT)\n")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A stalled stdout or stderr never stops the server (issue 12, defect 3)
+
+/// A server whose stdout and stderr are pipes that nobody reads (the read ends are held open,
+/// so writes would block rather than fail). Returns the process and the read ends.
+fn serve_into_stalled_pipes(path: &Path, engine: Engine, extra: &[&str]) -> (Proc, OwnedPipes) {
+    let (err_r, err_w) = nix::unistd::pipe().unwrap();
+    let (out_r, out_w) = nix::unistd::pipe().unwrap();
+    let mut cmd = serve_cmd(path, engine, extra);
+    cmd.stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
+    let mut proc = Proc::spawn(&mut cmd);
+    drop(cmd);
+    let deadline = Instant::now() + HANG;
+    while UnixStream::connect(path).is_err() {
+        assert!(proc.child.try_wait().unwrap().is_none(), "server exited");
+        assert!(Instant::now() < deadline, "server never listened");
+        thread::sleep(Duration::from_millis(5));
+    }
+    (proc, OwnedPipes(vec![err_r, out_r]))
+}
+
+struct OwnedPipes(#[allow(dead_code)] Vec<std::os::fd::OwnedFd>);
+
+/// A round trip that gives up (test failure, not a hang) after 20 s.
+fn roundtrip_within(path: &Path, data: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+    let s = UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.set_write_timeout(Some(Duration::from_secs(20)))?;
+    thread::scope(|sc| {
+        let w = &s;
+        let h = sc.spawn(move || -> std::io::Result<()> {
+            let mut w = w;
+            w.write_all(data)?;
+            w.shutdown(Shutdown::Write)
+        });
+        let mut got = Vec::new();
+        let r = (&s).read_to_end(&mut got);
+        h.join().unwrap()?;
+        r.map(|_| got)
+    })
+}
+
+/// SIGTERM must end the server promptly even with its output stalled: exit 0, socket removed.
+fn sigterm_exits_promptly(mut proc: Proc, path: &Path) {
+    let t0 = Instant::now();
+    proc.signal(nix::sys::signal::Signal::SIGTERM);
+    let st = exit_within(&mut proc, Duration::from_secs(20));
+    eprintln!("SIGTERM to exit: {:?}", t0.elapsed());
+    assert!(st.is_some(), "SIGTERM ignored: the server is blocked");
+    assert!(st.unwrap().success());
+    assert!(!path.exists());
+}
+
+/// Status lines ("Accepted socket fd = N", one per client) into a stderr pipe nobody reads:
+/// 5,000 clients (the pipe holds about 2,800 lines) are all served.
+fn stalled_stderr(engine: Engine) {
+    let dir = tempdir();
+    let path = dir.path().join("err.sock");
+    let (proc, _pipes) = serve_into_stalled_pipes(&path, engine, &[]);
+    for i in 0..5000 {
+        let got = roundtrip_within(&path, b"x")
+            .unwrap_or_else(|e| panic!("{engine:?}: client {i} not served: {e}"));
+        assert_eq!(got, b"x");
+    }
+    sigterm_exits_promptly(proc, &path);
+}
+
+#[test]
+fn stalled_stderr_never_stops_the_server_iterative() {
+    stalled_stderr(Engine::Iterative);
+}
+
+#[test]
+fn stalled_stderr_never_stops_the_server_readwrite() {
+    stalled_stderr(Engine::Readwrite);
+}
+
+#[test]
+fn stalled_stderr_never_stops_the_server_splice() {
+    stalled_stderr(Engine::Splice);
+}
+
+/// `--print` into a stdout pipe nobody reads: 4 MiB are echoed all the same (what does not fit
+/// is dropped from the copy, never from the echo).
+fn stalled_print(engine: Engine) {
+    let dir = tempdir();
+    let path = dir.path().join("out.sock");
+    let (proc, _pipes) = serve_into_stalled_pipes(&path, engine, &["--print", "--quiet"]);
+    let data = random_bytes(4 * MIB, 31);
+    for i in 0..3 {
+        let got = roundtrip_within(&path, &data)
+            .unwrap_or_else(|e| panic!("{engine:?}: client {i} not served: {e}"));
+        assert!(got == data, "{engine:?}: echo differs");
+    }
+    sigterm_exits_promptly(proc, &path);
+}
+
+#[test]
+fn stalled_print_never_stops_the_server_iterative() {
+    stalled_print(Engine::Iterative);
+}
+
+#[test]
+fn stalled_print_never_stops_the_server_readwrite() {
+    stalled_print(Engine::Readwrite);
+}

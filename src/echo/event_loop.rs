@@ -16,6 +16,7 @@
 //!   reset; its own byte count catches the rest, see `client.rs`).
 
 use super::error::{describe, EchoError};
+use super::out;
 use super::relay::{Drain, Fill, Relay};
 use super::signals::{Caught, Signals};
 use super::status::Status;
@@ -29,7 +30,9 @@ use std::time::Instant;
 
 const LISTENER: u64 = 0;
 const SIGNALS: u64 = 1;
-const FIRST_CONN: u64 = 2;
+/// stdout or stderr, polled only while output is queued (`output_never_blocks`, `out.rs`).
+const OUTPUT: u64 = 2;
+const FIRST_CONN: u64 = 3;
 /// Rounds of fill+drain per readiness event (`fair_turns`).
 const TURNS_PER_EVENT: usize = 4;
 /// Accept attempts per listener event that fail with a transient error (EINTR, ECONNABORTED,
@@ -137,7 +140,7 @@ pub fn run<R: Relay>(
         }
         for ev in &events[..n] {
             match ev.data() {
-                LISTENER => {}
+                LISTENER | OUTPUT => {}
                 SIGNALS => {
                     if let Some(sig) = signals.take() {
                         // A second signal while draining ends the drain at once; a signal that
@@ -153,6 +156,10 @@ pub fn run<R: Relay>(
             }
         }
         server.free.append(&mut server.freed);
+        // One branch when no output is queued; else write what the pipe takes now.
+        if out::attention() {
+            server.service_output();
+        }
         if let Some((sig, end)) = stopping {
             if server.live == 0 || Instant::now() >= end {
                 return Ok(sig);
@@ -164,6 +171,20 @@ pub fn run<R: Relay>(
 }
 
 impl<R: Relay> Server<'_, R> {
+    /// Writes queued output as far as it goes, and polls stdout/stderr for writability only
+    /// while something is still queued.
+    fn service_output(&mut self) {
+        out::flush();
+        let epoll = &self.epoll;
+        out::poll_changes(|_, fd, want| {
+            let _ = if want {
+                epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLOUT, OUTPUT))
+            } else {
+                epoll.delete(fd)
+            };
+        });
+    }
+
     /// `drain_on_stop`: close the listener, read no more, close every connection with nothing
     /// pending; the others stay polled for output only until they are echoed.
     fn stop(&mut self) {

@@ -8,6 +8,7 @@
 //! server finish sending it, for at most [`super::DRAIN_GRACE`], before it stops.
 
 use super::error::{describe, EchoError};
+use super::out;
 use super::signals::{Caught, Signals};
 use super::status::Status;
 use super::tap::Tap;
@@ -33,11 +34,29 @@ fn wait(
     timeout: PollTimeout,
 ) -> Result<Woke, Errno> {
     loop {
+        // Queued output (`output_never_blocks`): written when its descriptor can take it.
+        if out::attention() {
+            out::flush();
+            out::poll_changes(|_, _, _| {});
+        }
+        let extra = if out::attention() {
+            out::queued_fds()
+        } else {
+            Vec::new()
+        };
+        // Unused slots: the signalfd again, polled for nothing.
+        let slot = |i: usize| match extra.get(i) {
+            Some(&o) => PollFd::new(o, PollFlags::POLLOUT),
+            None => PollFd::new(signals.as_fd(), PollFlags::empty()),
+        };
         let mut fds = [
             PollFd::new(fd.as_fd(), flags),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            slot(0),
+            slot(1),
         ];
-        match poll(&mut fds, timeout) {
+        let used = 2 + extra.len().min(2);
+        match poll(&mut fds[..used], timeout) {
             Ok(0) => return Ok(Woke::Timeout),
             Ok(_) => {}
             Err(Errno::EINTR) => continue,

@@ -14,6 +14,7 @@ pub mod client;
 pub mod error;
 pub mod event_loop;
 pub mod iterative;
+pub mod out;
 pub mod path;
 pub mod relay;
 pub mod signals;
@@ -158,13 +159,15 @@ pub fn run_serve(args: ServeArgs) -> i32 {
         ));
         return 2;
     }
-    match serve(&args, status) {
+    let code = match serve(&args, status) {
         Ok(()) => 0,
         Err(e) => {
             status.warn(format_args!("{e}"));
             1
         }
-    }
+    };
+    out::finish();
+    code
 }
 
 fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
@@ -175,6 +178,7 @@ fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
         allow_uids: args.allow_uids.clone(),
     };
     let signals = signals::Signals::install()?;
+    out::init();
     let path::Listener { fd, bound } =
         path::bind_listener(&args.path, args.mode, status, &signals)?;
     // Each engine owns the listener and closes it when it stops (and its clients before it
@@ -205,7 +209,10 @@ fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
     }
     // A signal that is not a graceful stop ends the process the way it would have without the
     // clean-up (`fatal_signals_clean_up`).
-    sig.reraise();
+    if !sig.graceful() {
+        out::finish();
+        sig.reraise();
+    }
     Ok(())
 }
 

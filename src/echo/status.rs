@@ -1,7 +1,8 @@
 //! Status lines on stderr (the seed's words), silenced by `--quiet`; warnings are never silenced.
+//! In the server they never block it (see [`super::out`]).
 
+use super::out::{self, Stream};
 use std::fmt::{Arguments, Write as _};
-use std::io::Write;
 
 /// Where status and warning lines go.
 #[derive(Debug, Clone, Copy)]
@@ -38,5 +39,5 @@ impl Status {
 fn emit(args: Arguments<'_>, prefix: &str) {
     let mut line = String::with_capacity(64);
     let _ = writeln!(line, "{prefix}{args}");
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    let _ = out::write(Stream::Stderr, line.as_bytes(), true);
 }
