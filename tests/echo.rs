@@ -787,6 +787,7 @@ fn emfile(engine: Engine) {
         cmd.pre_exec(|| setrlimit(Resource::RLIMIT_NOFILE, 16, 16).map_err(std::io::Error::from));
     }
     let mut server = Server::start_cmd(&path, cmd, false);
+    let t0_episode = Instant::now();
     let clients: Vec<UnixStream> = (0..40).map(|_| connect(&path)).collect();
     server.wait_line(|l| l.contains("too many open files (EMFILE)"));
     let accepted = count_accepted(&server.seen);
@@ -831,9 +832,17 @@ fn emfile(engine: Engine) {
     drop(clients);
     assert!(server.is_running(), "the server survived EMFILE");
     assert_eq!(roundtrip(&path, b"after", 9), b"after");
+    let secs = t0_episode.elapsed().as_secs_f64();
     assert!(server
         .terminate(nix::sys::signal::Signal::SIGTERM)
         .success());
+    // Rate-limited: the first warning, then at most a count per second.
+    let lines = server.rest_of_stderr();
+    let warnings = lines.iter().filter(|l| l.starts_with("udsim: ")).count();
+    assert!(
+        warnings as f64 <= 2.0 + 2.0 * secs.ceil(),
+        "{warnings} warnings in a {secs:.1} s EMFILE episode: {lines:?}"
+    );
 }
 
 /// With no fd to spare at all (RLIMIT_NOFILE 5: stdio, the signalfd, the listener) a server
@@ -1807,4 +1816,72 @@ fn stalled_print_never_stops_the_server_iterative() {
 #[test]
 fn stalled_print_never_stops_the_server_readwrite() {
     stalled_print(Engine::Readwrite);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Repeated warnings are rate-limited (issue 12, defect 4)
+
+/// The rejected-connection count in a warning line: 1 for a "rejected connection" line, N for
+/// an "N more connections rejected" line, 0 otherwise.
+fn rejected_in(line: &str) -> u64 {
+    if line.starts_with("udsim: rejected connection") {
+        1
+    } else if line.contains(" more connections rejected") {
+        line.trim_start_matches("udsim: ")
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// 20,000 connections refused by --allow-uid: every one is accounted for, in a few lines per
+/// second of flood instead of one line each.
+fn rejection_flood(engine: Engine) {
+    let dir = tempdir();
+    let path = dir.path().join("flood.sock");
+    let me = nix::unistd::getuid().as_raw();
+    let other = if me == 4242 { 4243 } else { 4242 };
+    let mut server = Server::start(
+        &path,
+        engine,
+        &["--quiet", "--allow-uid", &other.to_string()],
+    );
+    let total = 20_000u64;
+    let t0 = Instant::now();
+    for _ in 0..total {
+        drop(connect(&path));
+    }
+    // Until every rejection is accounted for (the last count comes when its second is over);
+    // Server::start's readiness probe was one more connection.
+    let total = total + 1;
+    let mut counted = 0;
+    let mut lines = 0;
+    while counted < total {
+        let line = server.wait_line(|_| true);
+        counted += rejected_in(&line);
+        lines += 1;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!("{engine:?}: {total} rejections in {secs:.2} s gave {lines} lines");
+    assert_eq!(counted, total);
+    assert!(
+        (lines as f64) <= 3.0 + 2.0 * secs.ceil(),
+        "{lines} lines for {total} rejections in {secs:.2} s"
+    );
+    assert!(server
+        .terminate(nix::sys::signal::Signal::SIGTERM)
+        .success());
+}
+
+#[test]
+fn rejection_flood_is_rate_limited_readwrite() {
+    rejection_flood(Engine::Readwrite);
+}
+
+#[test]
+fn rejection_flood_is_rate_limited_iterative() {
+    rejection_flood(Engine::Iterative);
 }

@@ -19,7 +19,7 @@ use super::error::{describe, EchoError};
 use super::out;
 use super::relay::{Drain, Fill, Relay};
 use super::signals::{Caught, Signals};
-use super::status::Status;
+use super::status::{self, Repeated, Status};
 use super::tap::Tap;
 use super::Config;
 use nix::errno::Errno;
@@ -116,7 +116,7 @@ pub fn run<R: Relay>(
     // Set on the first SIGINT/SIGTERM: the signal and the end of the drain.
     let mut stopping: Option<(Caught, Instant)> = None;
     loop {
-        let timeout = match (stopping, server.pause) {
+        let mut timeout = match (stopping, server.pause) {
             (Some((_, end)), _) => {
                 let left = end.saturating_duration_since(Instant::now());
                 EpollTimeout::from(u16::try_from(left.as_millis() + 1).unwrap_or(u16::MAX))
@@ -124,6 +124,15 @@ pub fn run<R: Relay>(
             (None, Some(Pause::NoFds)) => EpollTimeout::from(FD_RETRY_MS),
             _ => EpollTimeout::NONE,
         };
+        // A suppressed warning count is printed when its second is over (one branch otherwise).
+        if status::limited_pending() {
+            if let Some(due) = status::flush_limited() {
+                let ms = u16::try_from(due.as_millis() + 1).unwrap_or(u16::MAX);
+                if timeout == EpollTimeout::NONE || u16::try_from(timeout).is_ok_and(|t| t > ms) {
+                    timeout = EpollTimeout::from(ms);
+                }
+            }
+        }
         let n = match server.epoll.wait(&mut events, timeout) {
             Ok(n) => n,
             Err(Errno::EINTR) => continue,
@@ -310,7 +319,8 @@ impl<R: Relay> Server<'_, R> {
         }
     }
 
-    /// EMFILE, ENFILE and other accept failures: pause instead of spinning (`emfile_pauses_accept`).
+    /// EMFILE, ENFILE and other accept failures: pause instead of spinning (`emfile_pauses_accept`);
+    /// warned once per episode, and rate-limited across episodes (`warnings_rate_limited`).
     fn out_of_fds(&mut self, what: &str, e: Errno) {
         if !self.fd_warned {
             self.fd_warned = true;
@@ -319,8 +329,10 @@ impl<R: Relay> Server<'_, R> {
             } else {
                 "; pausing accepts"
             };
-            self.status
-                .warn(format_args!("{what}: {}{hint}", describe(e)));
+            self.status.warn_repeated(
+                Repeated::AcceptFailed,
+                format_args!("{what}: {}{hint}", describe(e)),
+            );
         }
         self.pause_accepts(Pause::NoFds);
     }

@@ -10,7 +10,7 @@
 use super::error::{describe, EchoError};
 use super::out;
 use super::signals::{Caught, Signals};
-use super::status::Status;
+use super::status::{self, Repeated, Status};
 use super::tap::Tap;
 use super::Config;
 use nix::errno::Errno;
@@ -33,7 +33,25 @@ fn wait(
     signals: &Signals,
     timeout: PollTimeout,
 ) -> Result<Woke, Errno> {
+    // The caller's deadline; poll may wake earlier for queued output or a warning count.
+    let until = u32::try_from(i32::from(timeout))
+        .ok()
+        .map(|ms| Instant::now() + std::time::Duration::from_millis(u64::from(ms)));
     loop {
+        // A suppressed warning count is due (`warnings_rate_limited`).
+        let mut timeout = match until {
+            Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()))
+                .unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        if status::limited_pending() {
+            if let Some(due) = status::flush_limited() {
+                let due = PollTimeout::try_from(due).unwrap_or(PollTimeout::MAX);
+                if timeout == PollTimeout::NONE || due < timeout {
+                    timeout = due;
+                }
+            }
+        }
         // Queued output (`output_never_blocks`): written when its descriptor can take it.
         if out::attention() {
             out::flush();
@@ -57,7 +75,8 @@ fn wait(
         ];
         let used = 2 + extra.len().min(2);
         match poll(&mut fds[..used], timeout) {
-            Ok(0) => return Ok(Woke::Timeout),
+            Ok(0) if until.is_some_and(|t| Instant::now() >= t) => return Ok(Woke::Timeout),
+            Ok(0) => continue,
             Ok(_) => {}
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
@@ -103,10 +122,10 @@ pub fn run(
                     // EMFILE and friends: wait a second (watching the signals), then retry.
                     if !warned {
                         warned = true;
-                        status.warn(format_args!(
-                            "accept failed: {}; retrying every second",
-                            describe(e)
-                        ));
+                        status.warn_repeated(
+                            Repeated::AcceptFailed,
+                            format_args!("accept failed: {}; retrying every second", describe(e)),
+                        );
                     }
                     if let Woke::Signal(sig) = wait(
                         signals,

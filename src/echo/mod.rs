@@ -124,7 +124,8 @@ pub struct Config {
     pub allow_uids: Vec<u32>,
 }
 
-/// `--allow-uid`: checks SO_PEERCRED; a refused peer is reported (even with --quiet) and closed.
+/// `--allow-uid`: checks SO_PEERCRED; a refused peer is reported (even with --quiet, rate-limited)
+/// and closed.
 pub fn peer_allowed(sock: &OwnedFd, allow: &[u32], status: Status) -> bool {
     if allow.is_empty() {
         return true;
@@ -133,18 +134,24 @@ pub fn peer_allowed(sock: &OwnedFd, allow: &[u32], status: Status) -> bool {
     match getsockopt(sock, sockopt::PeerCredentials) {
         Ok(cred) if allow.contains(&cred.uid()) => true,
         Ok(cred) => {
-            status.warn(format_args!(
-                "rejected connection on fd {fd}: peer uid {} (pid {}) is not in --allow-uid",
-                cred.uid(),
-                cred.pid()
-            ));
+            status.warn_repeated(
+                status::Repeated::Rejected,
+                format_args!(
+                    "rejected connection on fd {fd}: peer uid {} (pid {}) is not in --allow-uid",
+                    cred.uid(),
+                    cred.pid()
+                ),
+            );
             false
         }
         Err(e) => {
-            status.warn(format_args!(
-                "rejected connection on fd {fd}: cannot read its credentials: {}",
-                describe(e)
-            ));
+            status.warn_repeated(
+                status::Repeated::Rejected,
+                format_args!(
+                    "rejected connection on fd {fd}: cannot read its credentials: {}",
+                    describe(e)
+                ),
+            );
             false
         }
     }
