@@ -775,16 +775,20 @@ fn sigkilled_clients_leave_no_fds_splice() {
     sigkill_clients(Engine::Splice);
 }
 
-/// EMFILE: with RLIMIT_NOFILE = 16 and 40 clients, the server pauses accepting, burns no CPU
+/// EMFILE: with RLIMIT_NOFILE = 16 (24 for the splice engine, which needs room for 4 clients'
+/// sockets and pipes to start at all) and 40 clients, the server pauses accepting, burns no CPU
 /// while paused, and serves every client as fds free up.
 fn emfile(engine: Engine) {
     use nix::sys::resource::{setrlimit, Resource};
     let dir = tempdir();
     let path = dir.path().join("emfile.sock");
     let mut cmd = serve_cmd(&path, engine, &[]);
+    let limit = if engine == Engine::Splice { 24 } else { 16 };
     // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
-        cmd.pre_exec(|| setrlimit(Resource::RLIMIT_NOFILE, 16, 16).map_err(std::io::Error::from));
+        cmd.pre_exec(move || {
+            setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(std::io::Error::from)
+        });
     }
     let mut server = Server::start_cmd(&path, cmd, false);
     let t0_episode = Instant::now();
@@ -845,24 +849,53 @@ fn emfile(engine: Engine) {
     );
 }
 
-/// With no fd to spare at all (RLIMIT_NOFILE 5: stdio, the signalfd, the listener) a server
-/// could never serve anyone: it fails at start with one line, exit 1, and leaves no socket file.
+/// With RLIMIT_NOFILE 5 to 8 a server could never serve anyone (stdio, the signalfd, stderr's
+/// non-blocking descriptor and the listener leave no room for clients): it fails at start with
+/// one line, exit 1, and leaves no socket file.
+fn too_few_fds_fail_at_start(engine: Engine) {
+    use nix::sys::resource::{setrlimit, Resource};
+    for limit in 5..=8u64 {
+        let dir = tempdir();
+        let path = dir.path().join("few.sock");
+        let mut cmd = serve_cmd(&path, engine, &[]);
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(std::io::Error::from)
+            });
+        }
+        let mut proc = Proc::spawn(&mut cmd);
+        let st = exit_within(&mut proc, Duration::from_secs(20));
+        assert!(
+            st.is_some(),
+            "{engine:?}: started with RLIMIT_NOFILE {limit}, where it can serve nobody"
+        );
+        let err = stderr_of(&mut proc);
+        assert_eq!(st.unwrap().code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!(
+                "too few file descriptors: RLIMIT_NOFILE is {limit}"
+            )),
+            "{err}"
+        );
+        assert!(!path.exists());
+    }
+}
+
 #[test]
 fn too_few_fds_fail_at_start_iterative() {
-    use nix::sys::resource::{setrlimit, Resource};
-    let dir = tempdir();
-    let path = dir.path().join("emfile.sock");
-    let mut cmd = serve_cmd(&path, Engine::Iterative, &[]);
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| setrlimit(Resource::RLIMIT_NOFILE, 5, 5).map_err(std::io::Error::from));
-    }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
-    let (st, _, err) = run_with_input(&mut cmd, b"");
-    assert_eq!(st.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("too many open files (EMFILE)"), "{err}");
-    assert!(!path.exists());
+    too_few_fds_fail_at_start(Engine::Iterative);
+}
+
+#[test]
+fn too_few_fds_fail_at_start_readwrite() {
+    too_few_fds_fail_at_start(Engine::Readwrite);
+}
+
+#[test]
+fn too_few_fds_fail_at_start_splice() {
+    too_few_fds_fail_at_start(Engine::Splice);
 }
 
 #[test]

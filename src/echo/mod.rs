@@ -186,6 +186,7 @@ fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
     };
     let signals = signals::Signals::install()?;
     out::init();
+    check_fd_room(args)?;
     let path::Listener { fd, bound } =
         path::bind_listener(&args.path, args.mode, status, &signals)?;
     // Each engine owns the listener and closes it when it stops (and its clients before it
@@ -221,6 +222,60 @@ fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
         sig.reraise();
     }
     Ok(())
+}
+
+/// Clients an event-loop server must be able to hold at once, or it refuses to start
+/// (`enough_fds`); the iterative server needs room for its one client.
+pub const MIN_CLIENTS: usize = 4;
+
+/// `enough_fds`: with RLIMIT_NOFILE so low that the server could never serve a client (it would
+/// accept into its backlog and then fail every accept), fail at start with one line instead.
+/// Counts the descriptors open now and adds what the engine needs: the listener, the bind's
+/// transient lock and probe, the epoll fd, the splice engine's spare pipe, and each client's
+/// socket (and pipe).
+fn check_fd_room(args: &ServeArgs) -> Result<(), error::EchoError> {
+    use nix::sys::resource::{getrlimit, Resource};
+    let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return Ok(());
+    };
+    if soft > 4096 {
+        return Ok(());
+    }
+    let limit = soft as i32;
+    let open = (0..limit)
+        .filter(|&fd| nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_GETFD).is_ok())
+        .count();
+    let (engine, fixed, per_client, clients) = if args.iterative {
+        ("the iterative server", 1, 1, 1)
+    } else {
+        match args.engine.unwrap_or(Engine::Readwrite) {
+            Engine::Readwrite => ("the event loop", 2, 1, MIN_CLIENTS),
+            Engine::Splice => ("the splice engine", 4, 3, MIN_CLIENTS),
+        }
+    };
+    // Binding holds the listener, the directory lock and a probe socket at once.
+    let need = (fixed + per_client * clients).max(3);
+    if open + need <= limit as usize {
+        return Ok(());
+    }
+    let who = if clients == 1 {
+        "its client".to_string()
+    } else {
+        format!("{clients} clients at once")
+    };
+    Err(error::EchoError::refused(
+        "cannot serve on",
+        &args.path,
+        format!(
+            "too few file descriptors: RLIMIT_NOFILE is {limit} and {open} are open; {engine} needs {need} more to serve {who} (raise it with ulimit -n)"
+        ),
+    ))
+}
+
+/// A descriptor number as a BorrowedFd, only for F_GETFD probing.
+fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: used only for fcntl(F_GETFD), which merely fails with EBADF on a closed number.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
 /// Runs `udsim client`; returns the process exit code.

@@ -103,6 +103,9 @@ impl Sink {
         };
         match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
             SFlag::S_IFSOCK => sink.how = How::Socket,
+            // A terminal (^S stops it) or a pipe; other character devices such as /dev/null
+            // do not stall.
+            SFlag::S_IFCHR if !nix::unistd::isatty(borrowed).unwrap_or(false) => {}
             SFlag::S_IFIFO | SFlag::S_IFCHR => {
                 let again = format!("/proc/self/fd/{fd}");
                 let flags =
