@@ -1188,15 +1188,26 @@ fn path_too_long_says_enametoolong() {
 
 #[test]
 fn bad_arguments_exit_2_without_panicking() {
-    let bad: [&[&str]; 6] = [
+    let bad: &[&[&str]] = &[
         &["serve"],
         &["serve", "--max-clients", "0", "x.sock"],
         &["serve", "--allow-uid", "root", "x.sock"],
         &["serve", "--mode", "888", "x.sock"],
+        &["serve", "--mode", "+7", "x.sock"],
+        &["serve", "--mode", "-7", "x.sock"],
+        &["serve", "--mode", "", "x.sock"],
         &["serve", "--iterative", "--engine", "splice", "x.sock"],
+        &["serve", "--iterative", "--max-clients", "3", "x.sock"],
+        &["serve", "--memory-limit", "0", "x.sock"],
+        &["serve", "--memory-limit", "12X", "x.sock"],
+        &["serve", "--memory-limit", "99999999999G", "x.sock"],
+        &["serve", "--idle-timeout", "0", "x.sock"],
+        &["serve", "--idle-timeout", "-1", "x.sock"],
+        &["serve", "--idle-timeout", "NaN", "x.sock"],
+        &["serve", "--idle-timeout", "1e9", "x.sock"],
         &["client"],
     ];
-    for args in bad {
+    for &args in bad {
         let (st, err) = udsim(args);
         assert_eq!(st.code(), Some(2), "{args:?}: {err}");
         assert!(
@@ -1917,4 +1928,132 @@ fn rejection_flood_is_rate_limited_readwrite() {
 #[test]
 fn rejection_flood_is_rate_limited_iterative() {
     rejection_flood(Engine::Iterative);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A global memory bound and an idle timeout (issue 12, "also")
+
+/// `--memory-limit 4M` with 1 MiB buffers: room for four buffers, one of them kept for the
+/// next client, so three clients are served at once and a fourth waits in the backlog until one
+/// leaves.
+#[test]
+fn memory_limit_holds_extra_clients_in_the_backlog() {
+    let dir = tempdir();
+    let path = dir.path().join("mem.sock");
+    let _server = Server::start(
+        &path,
+        Engine::Readwrite,
+        &["--buffer-size", "1048576", "--memory-limit", "4M"],
+    );
+    let served: Vec<UnixStream> = (0..3).map(|_| connect(&path)).collect();
+    let mut buf = [0u8; 2];
+    for c in &served {
+        (&*c).write_all(b"hi").unwrap();
+        (&*c).read_exact(&mut buf).unwrap();
+    }
+    let fourth = connect(&path);
+    (&fourth).write_all(b"c4").unwrap();
+    for _ in 0..2 {
+        (&served[1]).write_all(b"hi").unwrap();
+        (&served[1]).read_exact(&mut buf).unwrap();
+    }
+    fourth.set_nonblocking(true).unwrap();
+    let early = (&fourth).read(&mut buf);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "a fourth client was served within a 4 MiB bound of 1 MiB buffers: {early:?}"
+    );
+    fourth.set_nonblocking(false).unwrap();
+    drop(served);
+    (&fourth).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"c4");
+}
+
+/// A per-connection bound that the global bound cannot hold twice is refused at start.
+#[test]
+fn memory_limit_below_two_buffers_is_refused() {
+    let dir = tempdir();
+    let path = dir.path().join("mem.sock");
+    let p = path.to_str().unwrap();
+    let (st, err) = udsim(&[
+        "serve",
+        "--buffer-size",
+        "1048576",
+        "--memory-limit",
+        "1M",
+        p,
+    ]);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("holds fewer than 2 connection buffers"),
+        "{err}"
+    );
+    assert!(!path.exists());
+}
+
+/// `--idle-timeout 1`: a client that goes silent (or stops reading) is closed after about a
+/// second, not before; a client that keeps talking is not; without the option nobody is closed.
+fn idle_timeout(engine: Engine) {
+    let dir = tempdir();
+    let path = dir.path().join("idle.sock");
+    let _server = Server::start(&path, engine, &["--quiet", "--idle-timeout", "1"]);
+    let idle = connect(&path);
+    let t0 = Instant::now();
+    (&idle).write_all(b"hi").unwrap();
+    let mut buf = [0u8; 2];
+    (&idle).read_exact(&mut buf).unwrap();
+    // Waits for the server to close the silent client, while (event loops) another one talks.
+    let closed = thread::spawn(move || {
+        let mut rest = Vec::new();
+        (&idle).read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+        t0.elapsed()
+    });
+    if engine != Engine::Iterative {
+        // The talker: a byte every 100 ms for 3 s, all echoed (the iterative server has only the
+        // one client at a time).
+        let talker = connect(&path);
+        for _ in 0..30 {
+            (&talker).write_all(b"t").unwrap();
+            (&talker).read_exact(&mut buf[..1]).unwrap();
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let after = closed.join().unwrap();
+    assert!(
+        after >= Duration::from_secs(1),
+        "{engine:?}: closed after {after:?}, before the timeout"
+    );
+    eprintln!("{engine:?}: idle client closed after {after:?}");
+}
+
+#[test]
+fn idle_timeout_closes_silent_clients_iterative() {
+    idle_timeout(Engine::Iterative);
+}
+
+#[test]
+fn idle_timeout_closes_silent_clients_readwrite() {
+    idle_timeout(Engine::Readwrite);
+}
+
+#[test]
+fn idle_timeout_closes_silent_clients_splice() {
+    idle_timeout(Engine::Splice);
+}
+
+/// Without --idle-timeout a silent client stays connected (2 s here) and is then served.
+#[test]
+fn no_idle_timeout_by_default() {
+    let dir = tempdir();
+    let path = dir.path().join("noidle.sock");
+    let _server = Server::start(&path, Engine::Readwrite, &["--quiet"]);
+    let c = connect(&path);
+    thread::sleep(Duration::from_secs(2));
+    (&c).write_all(b"still here").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    (&c).read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"still here");
 }

@@ -10,6 +10,9 @@
 //!   it back, and a one-second timer retries in case the fds were freed elsewhere.
 //! - `fair_turns`: each readiness event does a bounded amount of work, so one fast client cannot
 //!   starve the others.
+//! - `idle_timeout`: with `--idle-timeout`, a connection with no readiness event (so no byte
+//!   moved) for that long is closed; a sweep every half timeout finds them, so one closes
+//!   between 1 and 1.5 timeouts after its last byte. Off by default: then no clock is read.
 //! - `drain_on_stop`: on SIGINT/SIGTERM the listener is closed and no client is read from again,
 //!   but the bytes already read are still echoed, for at most [`super::DRAIN_GRACE`]; then the
 //!   remaining connections are closed (a client whose unread input is still queued here sees a
@@ -26,7 +29,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{accept4, SockFlag};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const LISTENER: u64 = 0;
 const SIGNALS: u64 = 1;
@@ -58,6 +61,8 @@ struct Conn<R> {
     /// The client half-closed; echo what is pending, then close.
     eof: bool,
     interest: EpollFlags,
+    /// When its last event was handled (`idle_timeout`; unused without it).
+    last: Instant,
 }
 
 struct Server<'a, R: Relay> {
@@ -76,6 +81,9 @@ struct Server<'a, R: Relay> {
     pause: Option<Pause>,
     /// An out-of-fds warning was printed and no accept has succeeded since (warn once).
     fd_warned: bool,
+    /// `idle_timeout`: this batch's clock reading, and when the next sweep is due.
+    now: Instant,
+    next_sweep: Instant,
     /// A relay made before accept, so a failure to make one (EMFILE) never drops a client: a
     /// closed connection's relay when it can be recycled, else made after a batch of events
     /// (outside the connect → accept path), or right before accept4 if there is none.
@@ -109,6 +117,8 @@ pub fn run<R: Relay>(
         live: 0,
         pause: None,
         fd_warned: false,
+        now: Instant::now(),
+        next_sweep: Instant::now() + cfg.idle.map_or(Duration::ZERO, sweep_every),
         spare: None,
     };
     status.line(format_args!("Waiting to accept a connection..."));
@@ -124,6 +134,13 @@ pub fn run<R: Relay>(
             (None, Some(Pause::NoFds)) => EpollTimeout::from(FD_RETRY_MS),
             _ => EpollTimeout::NONE,
         };
+        if cfg.idle.is_some() {
+            let left = server.next_sweep.saturating_duration_since(Instant::now());
+            let ms = u16::try_from(left.as_millis() + 1).unwrap_or(u16::MAX);
+            if timeout == EpollTimeout::NONE || u16::try_from(timeout).is_ok_and(|t| t > ms) {
+                timeout = EpollTimeout::from(ms);
+            }
+        }
         // A suppressed warning count is printed when its second is over (one branch otherwise).
         if status::limited_pending() {
             if let Some(due) = status::flush_limited() {
@@ -140,6 +157,9 @@ pub fn run<R: Relay>(
         };
         if n == 0 && server.pause == Some(Pause::NoFds) {
             server.resume();
+        }
+        if cfg.idle.is_some() {
+            server.now = Instant::now();
         }
         // The listener first: a waiting connect is served before the batch's other work (such
         // as closing a connection whose client has gone), which would otherwise sit between the
@@ -164,6 +184,12 @@ pub fn run<R: Relay>(
                 token => server.conn_event((token - FIRST_CONN) as usize),
             }
         }
+        // After the batch's events, so a connection whose bytes just arrived is not idle.
+        if let Some(idle) = cfg.idle {
+            if server.now >= server.next_sweep {
+                server.sweep_idle(idle);
+            }
+        }
         server.free.append(&mut server.freed);
         // One branch when no output is queued; else write what the pipe takes now.
         if out::attention() {
@@ -179,7 +205,30 @@ pub fn run<R: Relay>(
     }
 }
 
+/// `idle_timeout`: how often idle connections are looked for.
+fn sweep_every(idle: Duration) -> Duration {
+    (idle / 2).max(Duration::from_millis(10))
+}
+
 impl<R: Relay> Server<'_, R> {
+    /// `idle_timeout`: closes every connection whose last event is `idle` or more ago.
+    fn sweep_idle(&mut self, idle: Duration) {
+        let now = self.now;
+        for slot in 0..self.conns.len() {
+            let Some(conn) = self.conns[slot].as_ref() else {
+                continue;
+            };
+            if now.saturating_duration_since(conn.last) >= idle {
+                self.status.line(format_args!(
+                    "Closed idle connection fd = {}",
+                    conn.sock.as_raw_fd()
+                ));
+                self.close(slot);
+            }
+        }
+        self.next_sweep = now + sweep_every(idle);
+    }
+
     /// Writes queued output as far as it goes, and polls stdout/stderr for writability only
     /// while something is still queued.
     fn service_output(&mut self) {
@@ -343,6 +392,7 @@ impl<R: Relay> Server<'_, R> {
             sock,
             eof: false,
             interest: EpollFlags::empty(),
+            last: self.now,
         };
         // Read-after-accept, before the socket is polled: a client that connects and writes has
         // usually queued its first bytes already, so serve it now instead of after another
@@ -379,6 +429,9 @@ impl<R: Relay> Server<'_, R> {
         let Some(Some(conn)) = self.conns.get_mut(slot) else {
             return;
         };
+        if self.cfg.idle.is_some() {
+            conn.last = self.now;
+        }
         // An error (ECONNRESET, EPIPE) means the client is gone: close.
         let keep = serve_turns(conn, &mut self.tap).unwrap_or_default();
         if keep {

@@ -147,7 +147,9 @@ pub fn run(
         if !super::peer_allowed(&sock, &cfg.allow_uids, status) {
             continue;
         }
-        if let Some(sig) = echo_one(&sock, &mut buf, signals, &mut tap).map_err(poll_err)? {
+        if let Some(sig) =
+            echo_one(&sock, &mut buf, signals, &mut tap, cfg.idle).map_err(poll_err)?
+        {
             return Ok(sig);
         }
     }
@@ -159,18 +161,22 @@ fn echo_one(
     buf: &mut [u8],
     signals: &Signals,
     tap: &mut Tap,
+    idle: Option<std::time::Duration>,
 ) -> Result<Option<Caught>, Errno> {
+    // `--idle-timeout`: a wait that long with no byte moved closes the client.
+    let idle_wait = idle.map_or(PollTimeout::NONE, |d| {
+        PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX)
+    });
     loop {
         let n = match recv(sock.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
             Ok(0) => return Ok(None),
             Ok(n) => n,
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => {
-                if let Woke::Signal(sig) =
-                    wait(sock, PollFlags::POLLIN, signals, PollTimeout::NONE)?
-                {
-                    return Ok(Some(sig));
+                match wait(sock, PollFlags::POLLIN, signals, idle_wait)? {
+                    Woke::Signal(sig) => return Ok(Some(sig)),
+                    Woke::Timeout => return Ok(None),
+                    Woke::Ready => continue,
                 }
-                continue;
             }
             Err(_) => return Ok(None), // ECONNRESET: the client is gone.
         };
@@ -184,7 +190,7 @@ fn echo_one(
                 Ok(k) => sent += k,
                 Err(Errno::EAGAIN) | Err(Errno::EINTR) => {
                     let timeout = match stopping {
-                        None => PollTimeout::NONE,
+                        None => idle_wait,
                         Some((_, end)) => {
                             let left = end.saturating_duration_since(Instant::now());
                             PollTimeout::from(
@@ -201,7 +207,8 @@ fn echo_one(
                         (Woke::Signal(sig), _) | (Woke::Timeout, Some((sig, _))) => {
                             return Ok(Some(sig))
                         }
-                        (Woke::Timeout, None) => {}
+                        // Idle: the client has not read its echo for the whole timeout.
+                        (Woke::Timeout, None) => return Ok(None),
                     }
                 }
                 Err(_) => return Ok(None), // EPIPE, ECONNRESET: the client is gone.
