@@ -105,6 +105,11 @@ status lines, 256 KiB of --print bytes) and beyond that dropped and counted. Rep
 
 /// Arguments of `udsim client`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status 0 only when all of stdin was sent and exactly as many bytes \
+came back before the server's end of stream; a short echo (a server that stopped early) exits 1 \
+with one line saying how many bytes are missing."
+)]
 pub struct ClientArgs {
     /// Path of the server's socket.
     pub path: PathBuf,
