@@ -2057,3 +2057,42 @@ fn no_idle_timeout_by_default() {
     (&c).read_to_end(&mut got).unwrap();
     assert_eq!(got, b"still here");
 }
+
+/// The unprivileged reproduction: with `-q` and stderr into a pipe nobody reads, 1,000
+/// connections from uid 65534 (nobody) that `--allow-uid` rejects neither freeze the server for
+/// the allowed user nor stop SIGTERM. Needs root (to run the flood as nobody); skipped otherwise.
+#[test]
+fn rejected_flood_from_another_user_never_freezes_the_server() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("SKIPPED: needs root to run the flood as uid 65534");
+        return;
+    }
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.path().join("udsim");
+    std::fs::copy(BIN, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("uid.sock");
+    let (proc, _pipes) = serve_into_stalled_pipes(
+        &path,
+        Engine::Readwrite,
+        &["--quiet", "--mode", "666", "--allow-uid", "0"],
+    );
+    let script = format!(
+        "i=0; while [ $i -lt 1000 ]; do {} client -q {} </dev/null >/dev/null 2>&1; i=$((i+1)); done",
+        copy.display(),
+        path.display()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script])
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut flood = Proc::spawn(&mut cmd);
+    assert!(flood.wait().success(), "the flood ran");
+    let got = roundtrip_within(&path, b"root is allowed").expect("the allowed user is served");
+    assert_eq!(got, b"root is allowed");
+    sigterm_exits_promptly(proc, &path);
+}
