@@ -2096,3 +2096,23 @@ fn rejected_flood_from_another_user_never_freezes_the_server() {
     assert_eq!(got, b"root is allowed");
     sigterm_exits_promptly(proc, &path);
 }
+
+/// The socket's directory removed while the server runs: SIGTERM still exits 0 with no warning
+/// (the exit-time lock on the directory finds nothing to remove).
+#[test]
+fn sigterm_after_the_directory_was_removed() {
+    let dir = tempdir();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let path = sub.join("gone.sock");
+    let mut server = Server::start(&path, Engine::Readwrite, &[]);
+    std::fs::remove_dir_all(&sub).unwrap();
+    assert!(server
+        .terminate(nix::sys::signal::Signal::SIGTERM)
+        .success());
+    let lines = server.rest_of_stderr();
+    assert!(
+        !lines.iter().any(|l| l.starts_with("udsim: ")),
+        "no warning: {lines:?}"
+    );
+}

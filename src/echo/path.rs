@@ -42,13 +42,13 @@ pub struct DirLock {
 
 impl DirLock {
     /// Takes the lock, retrying every 10 ms for up to `wait`; a caught signal (`signals`) ends
-    /// the wait early with an error.
+    /// the wait early with an error. `action` names what the lock is for in errors.
     pub fn acquire(
         path: &Path,
+        action: &'static str,
         wait: Duration,
         signals: Option<&Signals>,
     ) -> Result<DirLock, EchoError> {
-        const LOCK: &str = "cannot bind";
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -60,9 +60,9 @@ impl DirLock {
         )
         .map_err(|e| match e {
             // What bind itself would say.
-            Errno::ENOENT | Errno::ENOTDIR => EchoError::sys(LOCK, path, e),
+            Errno::ENOENT | Errno::ENOTDIR => EchoError::sys(action, path, e),
             _ => EchoError::refused(
-                LOCK,
+                action,
                 path,
                 format!(
                     "cannot open its directory to lock it: {}",
@@ -78,7 +78,7 @@ impl DirLock {
                 Err((f, Errno::EWOULDBLOCK)) | Err((f, Errno::EINTR)) => file = f,
                 Err((_, e)) => {
                     return Err(EchoError::refused(
-                        LOCK,
+                        action,
                         path,
                         format!("cannot lock its directory: {}", super::error::describe(e)),
                     ))
@@ -86,7 +86,7 @@ impl DirLock {
             }
             if Instant::now() >= deadline {
                 return Err(EchoError::refused(
-                    LOCK,
+                    action,
                     path,
                     format!(
                         "another server has held the lock on its directory for {} s; giving up",
@@ -110,7 +110,7 @@ impl DirLock {
             };
             if let Some(sig) = sig {
                 return Err(EchoError::refused(
-                    LOCK,
+                    action,
                     path,
                     format!("{sig} while waiting for another server to finish binding there"),
                 ));
@@ -146,9 +146,15 @@ impl BoundPath {
     /// directory lock (`one_server_per_path`: a server starting now cannot have its new socket
     /// unlinked by us between our check and our unlink). Returns whether it was removed.
     pub fn remove_if_ours(&self) -> Result<bool, EchoError> {
-        let _lock = DirLock::acquire(&self.path, Duration::from_secs(1), None)?;
+        const REMOVE: &str = "cannot remove";
+        let _lock = match DirLock::acquire(&self.path, REMOVE, Duration::from_secs(1), None) {
+            Ok(lock) => lock,
+            // The directory itself is gone: so is our socket.
+            Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(e),
+        };
         self.remove_if_ours_locked()
-            .map_err(|e| EchoError::sys("cannot remove", &self.path, e))
+            .map_err(|e| EchoError::sys(REMOVE, &self.path, e))
     }
 
     fn remove_if_ours_locked(&self) -> Result<bool, Errno> {
@@ -259,7 +265,7 @@ pub fn bind_listener(
         None,
     )
     .map_err(|e| EchoError::sys(BIND, path, e))?;
-    let lock = DirLock::acquire(path, LOCK_WAIT, Some(signals))?;
+    let lock = DirLock::acquire(path, BIND, LOCK_WAIT, Some(signals))?;
     if let Existing::DeadSocket(old) = inspect(path, &addr)? {
         // Re-check right before unlinking that the path still names the dead socket we probed.
         match lstat(path) {
