@@ -2116,3 +2116,51 @@ fn sigterm_after_the_directory_was_removed() {
         "no warning: {lines:?}"
     );
 }
+
+/// A pseudo-terminal whose master nobody reads: the stalled terminal of the title (^S
+/// has the same effect). Returns (master, slave); writes to the slave block once the terminal's
+/// buffer is full.
+fn stalled_terminal() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use nix::libc;
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain libc pty calls; each fd returned is owned exactly once.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(m >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(m), 0);
+        assert_eq!(libc::unlockpt(m), 0);
+        let name = libc::ptsname(m);
+        assert!(!name.is_null());
+        let s = libc::open(name, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(s >= 0, "open the pty slave");
+        (
+            std::os::fd::OwnedFd::from_raw_fd(m),
+            std::os::fd::OwnedFd::from_raw_fd(s),
+        )
+    }
+}
+
+/// Status lines to a terminal nobody reads: 5,000 clients are served and SIGTERM exits 0.
+#[test]
+fn stalled_terminal_never_stops_the_server() {
+    let dir = tempdir();
+    let path = dir.path().join("tty.sock");
+    let (_master, slave) = stalled_terminal();
+    let mut cmd = serve_cmd(&path, Engine::Readwrite, &[]);
+    cmd.stderr(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave));
+    let mut proc = Proc::spawn(&mut cmd);
+    drop(cmd);
+    let deadline = Instant::now() + HANG;
+    while UnixStream::connect(&path).is_err() {
+        assert!(proc.child.try_wait().unwrap().is_none(), "server exited");
+        assert!(Instant::now() < deadline, "server never listened");
+        thread::sleep(Duration::from_millis(5));
+    }
+    for i in 0..5000 {
+        let got =
+            roundtrip_within(&path, b"x").unwrap_or_else(|e| panic!("client {i} not served: {e}"));
+        assert_eq!(got, b"x");
+    }
+    sigterm_exits_promptly(proc, &path);
+}
