@@ -37,7 +37,10 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// `one_server_per_path`: an exclusive flock on the directory that holds PATH, released on drop.
 #[derive(Debug)]
 pub struct DirLock {
-    _lock: Flock<File>,
+    _lock: Option<Flock<File>>,
+    /// The file system does not support flock(2) (EOPNOTSUPP, ENOLCK, EINVAL): no lock is held,
+    /// and this says why (the server warns and binds unprotected rather than not at all).
+    pub unsupported: Option<Errno>,
 }
 
 impl DirLock {
@@ -74,8 +77,19 @@ impl DirLock {
         let deadline = Instant::now() + wait;
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(DirLock { _lock: lock }),
+                Ok(lock) => {
+                    return Ok(DirLock {
+                        _lock: Some(lock),
+                        unsupported: None,
+                    })
+                }
                 Err((f, Errno::EWOULDBLOCK)) | Err((f, Errno::EINTR)) => file = f,
+                Err((_, e @ (Errno::EOPNOTSUPP | Errno::ENOLCK | Errno::EINVAL))) => {
+                    return Ok(DirLock {
+                        _lock: None,
+                        unsupported: Some(e),
+                    })
+                }
                 Err((_, e)) => {
                     return Err(EchoError::refused(
                         action,
@@ -266,6 +280,12 @@ pub fn bind_listener(
     )
     .map_err(|e| EchoError::sys(BIND, path, e))?;
     let lock = DirLock::acquire(path, BIND, LOCK_WAIT, Some(signals))?;
+    if let Some(e) = lock.unsupported {
+        status.warn(format_args!(
+            "cannot lock the directory of {path:?}: {}; binding without protection against another server starting there at the same moment",
+            super::error::describe(e)
+        ));
+    }
     if let Existing::DeadSocket(old) = inspect(path, &addr)? {
         // Re-check right before unlinking that the path still names the dead socket we probed.
         match lstat(path) {
