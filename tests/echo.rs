@@ -849,15 +849,18 @@ fn emfile(engine: Engine) {
     );
 }
 
-/// With RLIMIT_NOFILE 5 to 8 a server could never serve anyone (stdio, the signalfd, stderr's
-/// non-blocking descriptor and the listener leave no room for clients): it fails at start with
-/// one line, exit 1, and leaves no socket file.
+/// With a low RLIMIT_NOFILE (5 to 12 here) a server either fails at start with one line, exit 1,
+/// leaving no socket file, or it can serve: 4 clients at once (one for `--iterative`). Before the
+/// check it started at 8 and served nobody. At 5 (stdio, the signalfd and stderr's non-blocking
+/// descriptor fill it) it must refuse.
 fn too_few_fds_fail_at_start(engine: Engine) {
     use nix::sys::resource::{setrlimit, Resource};
-    for limit in 5..=8u64 {
+    let clients = if engine == Engine::Iterative { 1 } else { 4 };
+    let mut outcomes = Vec::new();
+    for limit in 5..=12u64 {
         let dir = tempdir();
         let path = dir.path().join("few.sock");
-        let mut cmd = serve_cmd(&path, engine, &[]);
+        let mut cmd = serve_cmd(&path, engine, &["--quiet"]);
         // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -865,22 +868,51 @@ fn too_few_fds_fail_at_start(engine: Engine) {
             });
         }
         let mut proc = Proc::spawn(&mut cmd);
-        let st = exit_within(&mut proc, Duration::from_secs(20));
-        assert!(
-            st.is_some(),
-            "{engine:?}: started with RLIMIT_NOFILE {limit}, where it can serve nobody"
-        );
-        let err = stderr_of(&mut proc);
-        assert_eq!(st.unwrap().code(), Some(1), "{err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(
-            err.contains(&format!(
-                "too few file descriptors: RLIMIT_NOFILE is {limit}"
-            )),
-            "{err}"
-        );
-        assert!(!path.exists());
+        let deadline = Instant::now() + HANG;
+        let listening = loop {
+            if let Some(st) = proc.child.try_wait().unwrap() {
+                proc.reaped = Some(st);
+                break false;
+            }
+            if UnixStream::connect(&path).is_ok() {
+                break true;
+            }
+            assert!(Instant::now() < deadline, "neither exits nor listens");
+            thread::sleep(Duration::from_millis(5));
+        };
+        if listening {
+            // It started: then it serves `clients` clients at the same time.
+            let socks: Vec<UnixStream> = (0..clients).map(|_| connect(&path)).collect();
+            for (i, c) in socks.iter().enumerate() {
+                c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let msg = format!("client {i}");
+                (&*c).write_all(msg.as_bytes()).unwrap();
+                let mut got = vec![0u8; msg.len()];
+                (&*c).read_exact(&mut got).unwrap_or_else(|e| {
+                    panic!("{engine:?}: started with RLIMIT_NOFILE {limit} but client {i} of {clients} is not served: {e}")
+                });
+                assert_eq!(got, msg.as_bytes());
+            }
+            drop(socks);
+            proc.signal(nix::sys::signal::Signal::SIGTERM);
+            assert!(proc.wait().success());
+            outcomes.push((limit, "serves"));
+        } else {
+            let err = stderr_of(&mut proc);
+            assert_eq!(proc.wait().code(), Some(1), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.contains(&format!(
+                    "too few file descriptors: RLIMIT_NOFILE is {limit}"
+                )),
+                "{err}"
+            );
+            assert!(!path.exists());
+            outcomes.push((limit, "refuses"));
+        }
     }
+    eprintln!("{engine:?}: {outcomes:?}");
+    assert_eq!(outcomes[0], (5, "refuses"));
 }
 
 #[test]
@@ -1761,8 +1793,9 @@ fn bind_error_is_one_line_without_quiet() {
 /// A server whose stdout and stderr are pipes that nobody reads (the read ends are held open,
 /// so writes would block rather than fail). Returns the process and the read ends.
 fn serve_into_stalled_pipes(path: &Path, engine: Engine, extra: &[&str]) -> (Proc, OwnedPipes) {
-    let (err_r, err_w) = nix::unistd::pipe().unwrap();
-    let (out_r, out_w) = nix::unistd::pipe().unwrap();
+    // Close-on-exec, so that no other test's child inherits them.
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let mut cmd = serve_cmd(path, engine, extra);
     cmd.stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
     let mut proc = Proc::spawn(&mut cmd);
