@@ -10,22 +10,32 @@
 //!   it back, and a one-second timer retries in case the fds were freed elsewhere.
 //! - `fair_turns`: each readiness event does a bounded amount of work, so one fast client cannot
 //!   starve the others.
+//! - `idle_timeout`: with `--idle-timeout`, a connection with no readiness event (so no byte
+//!   moved) for that long is closed; a sweep every half timeout finds them, so one closes
+//!   between 1 and 1.5 timeouts after its last byte. Off by default: then no clock is read.
+//! - `drain_on_stop`: on SIGINT/SIGTERM the listener is closed and no client is read from again,
+//!   but the bytes already read are still echoed, for at most [`super::DRAIN_GRACE`]; then the
+//!   remaining connections are closed (a client whose unread input is still queued here sees a
+//!   reset; its own byte count catches the rest, see `client.rs`).
 
 use super::error::{describe, EchoError};
+use super::out;
 use super::relay::{Drain, Fill, Relay};
-use super::signals::Signals;
-use super::status::Status;
+use super::signals::{Caught, Signals};
+use super::status::{self, Repeated, Status};
 use super::tap::Tap;
 use super::Config;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::signal::Signal;
 use nix::sys::socket::{accept4, SockFlag};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 const LISTENER: u64 = 0;
 const SIGNALS: u64 = 1;
-const FIRST_CONN: u64 = 2;
+/// stdout or stderr, polled only while output is queued (`output_never_blocks`, `out.rs`).
+const OUTPUT: u64 = 2;
+const FIRST_CONN: u64 = 3;
 /// Rounds of fill+drain per readiness event (`fair_turns`).
 const TURNS_PER_EVENT: usize = 4;
 /// Accept attempts per listener event that fail with a transient error (EINTR, ECONNABORTED,
@@ -39,6 +49,8 @@ const FD_RETRY_MS: u16 = 1000;
 enum Pause {
     MaxClients,
     NoFds,
+    /// Stopping (`drain_on_stop`): the listener is closed for good.
+    Stopped,
 }
 
 struct Conn<R> {
@@ -49,11 +61,14 @@ struct Conn<R> {
     /// The client half-closed; echo what is pending, then close.
     eof: bool,
     interest: EpollFlags,
+    /// When its last event was handled (`idle_timeout`; unused without it).
+    last: Instant,
 }
 
 struct Server<'a, R: Relay> {
     epoll: Epoll,
-    listener: &'a OwnedFd,
+    /// None once stopping (`drain_on_stop`).
+    listener: Option<OwnedFd>,
     cfg: &'a Config,
     status: Status,
     tap: Tap,
@@ -66,30 +81,33 @@ struct Server<'a, R: Relay> {
     pause: Option<Pause>,
     /// An out-of-fds warning was printed and no accept has succeeded since (warn once).
     fd_warned: bool,
+    /// `idle_timeout`: this batch's clock reading, and when the next sweep is due.
+    now: Instant,
+    next_sweep: Instant,
     /// A relay made before accept, so a failure to make one (EMFILE) never drops a client: a
     /// closed connection's relay when it can be recycled, else made after a batch of events
     /// (outside the connect → accept path), or right before accept4 if there is none.
     spare: Option<R>,
 }
 
-/// Serves until SIGINT/SIGTERM; returns the signal.
+/// Serves until a signal (SIGINT/SIGTERM/SIGHUP: then drains, `drain_on_stop`); returns it.
 pub fn run<R: Relay>(
-    listener: &OwnedFd,
+    listener: OwnedFd,
     signals: &Signals,
     cfg: &Config,
     status: Status,
-) -> Result<Signal, EchoError> {
+) -> Result<Caught, EchoError> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
         .map_err(|e| EchoError::sys_nopath("cannot create an epoll instance", e))?;
     epoll
-        .add(listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
+        .add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
         .map_err(|e| EchoError::sys_nopath("cannot poll the listening socket", e))?;
     epoll
         .add(signals, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))
         .map_err(|e| EchoError::sys_nopath("cannot poll the signalfd", e))?;
     let mut server: Server<'_, R> = Server {
         epoll,
-        listener,
+        listener: Some(listener),
         cfg,
         status,
         tap: Tap::new(cfg.print, status),
@@ -99,15 +117,39 @@ pub fn run<R: Relay>(
         live: 0,
         pause: None,
         fd_warned: false,
+        now: Instant::now(),
+        next_sweep: Instant::now() + cfg.idle.map_or(Duration::ZERO, sweep_every),
         spare: None,
     };
     status.line(format_args!("Waiting to accept a connection..."));
     let mut events = vec![EpollEvent::empty(); 256];
+    // Set on the first SIGINT/SIGTERM: the signal and the end of the drain.
+    let mut stopping: Option<(Caught, Instant)> = None;
     loop {
-        let timeout = match server.pause {
-            Some(Pause::NoFds) => EpollTimeout::from(FD_RETRY_MS),
+        let mut timeout = match (stopping, server.pause) {
+            (Some((_, end)), _) => {
+                let left = end.saturating_duration_since(Instant::now());
+                EpollTimeout::from(u16::try_from(left.as_millis() + 1).unwrap_or(u16::MAX))
+            }
+            (None, Some(Pause::NoFds)) => EpollTimeout::from(FD_RETRY_MS),
             _ => EpollTimeout::NONE,
         };
+        if cfg.idle.is_some() {
+            let left = server.next_sweep.saturating_duration_since(Instant::now());
+            let ms = u16::try_from(left.as_millis() + 1).unwrap_or(u16::MAX);
+            if timeout == EpollTimeout::NONE || u16::try_from(timeout).is_ok_and(|t| t > ms) {
+                timeout = EpollTimeout::from(ms);
+            }
+        }
+        // A suppressed warning count is printed when its second is over (one branch otherwise).
+        if status::limited_pending() {
+            if let Some(due) = status::flush_limited() {
+                let ms = u16::try_from(due.as_millis() + 1).unwrap_or(u16::MAX);
+                if timeout == EpollTimeout::NONE || u16::try_from(timeout).is_ok_and(|t| t > ms) {
+                    timeout = EpollTimeout::from(ms);
+                }
+            }
+        }
         let n = match server.epoll.wait(&mut events, timeout) {
             Ok(n) => n,
             Err(Errno::EINTR) => continue,
@@ -115,6 +157,9 @@ pub fn run<R: Relay>(
         };
         if n == 0 && server.pause == Some(Pause::NoFds) {
             server.resume();
+        }
+        if cfg.idle.is_some() {
+            server.now = Instant::now();
         }
         // The listener first: a waiting connect is served before the batch's other work (such
         // as closing a connection whose client has gone), which would otherwise sit between the
@@ -124,21 +169,106 @@ pub fn run<R: Relay>(
         }
         for ev in &events[..n] {
             match ev.data() {
-                LISTENER => {}
+                LISTENER | OUTPUT => {}
                 SIGNALS => {
                     if let Some(sig) = signals.take() {
-                        return Ok(sig);
+                        // A second signal while draining ends the drain at once; a signal that
+                        // is not a graceful stop skips it.
+                        if stopping.is_some() || !sig.graceful() {
+                            return Ok(sig);
+                        }
+                        server.stop();
+                        stopping = Some((sig, Instant::now() + super::DRAIN_GRACE));
                     }
                 }
                 token => server.conn_event((token - FIRST_CONN) as usize),
             }
         }
+        // After the batch's events, so a connection whose bytes just arrived is not idle.
+        if let Some(idle) = cfg.idle {
+            if server.now >= server.next_sweep {
+                server.sweep_idle(idle);
+            }
+        }
         server.free.append(&mut server.freed);
-        server.ensure_spare();
+        // One branch when no output is queued; else write what the pipe takes now.
+        if out::attention() {
+            server.service_output();
+        }
+        if let Some((sig, end)) = stopping {
+            if server.live == 0 || Instant::now() >= end {
+                return Ok(sig);
+            }
+        } else {
+            server.ensure_spare();
+        }
     }
 }
 
+/// `idle_timeout`: how often idle connections are looked for.
+fn sweep_every(idle: Duration) -> Duration {
+    (idle / 2).max(Duration::from_millis(10))
+}
+
 impl<R: Relay> Server<'_, R> {
+    /// `idle_timeout`: closes every connection whose last event is `idle` or more ago.
+    fn sweep_idle(&mut self, idle: Duration) {
+        let now = self.now;
+        for slot in 0..self.conns.len() {
+            let Some(conn) = self.conns[slot].as_ref() else {
+                continue;
+            };
+            if now.saturating_duration_since(conn.last) >= idle {
+                self.status.line(format_args!(
+                    "Closed idle connection fd = {}",
+                    conn.sock.as_raw_fd()
+                ));
+                self.close(slot);
+            }
+        }
+        self.next_sweep = now + sweep_every(idle);
+    }
+
+    /// Writes queued output as far as it goes, and polls stdout/stderr for writability only
+    /// while something is still queued.
+    fn service_output(&mut self) {
+        out::flush();
+        let epoll = &self.epoll;
+        out::poll_changes(|_, fd, want| {
+            let _ = if want {
+                epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLOUT, OUTPUT))
+            } else {
+                epoll.delete(fd)
+            };
+        });
+    }
+
+    /// `drain_on_stop`: close the listener, read no more, close every connection with nothing
+    /// pending; the others stay polled for output only until they are echoed.
+    fn stop(&mut self) {
+        self.pause = Some(Pause::Stopped);
+        // Closing the fd also takes it out of the epoll set; waiting connects are refused.
+        drop(self.listener.take());
+        self.spare = None;
+        for slot in 0..self.conns.len() {
+            let Some(conn) = self.conns[slot].as_mut() else {
+                continue;
+            };
+            conn.eof = true;
+            if conn.relay.pending() == 0 {
+                self.close(slot);
+                continue;
+            }
+            let want = desired_interest(conn);
+            let mut ev = EpollEvent::new(want, slot as u64 + FIRST_CONN);
+            if self.epoll.modify(&conn.sock, &mut ev).is_ok() {
+                conn.interest = want;
+            } else {
+                self.close(slot);
+            }
+        }
+    }
+
     fn set_listening(&mut self, on: bool) {
         let flags = if on {
             EpollFlags::EPOLLIN
@@ -146,7 +276,10 @@ impl<R: Relay> Server<'_, R> {
             EpollFlags::empty()
         };
         let mut ev = EpollEvent::new(flags, LISTENER);
-        if let Err(e) = self.epoll.modify(self.listener, &mut ev) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        if let Err(e) = self.epoll.modify(listener, &mut ev) {
             self.status.warn(format_args!(
                 "cannot change listener polling: {}",
                 describe(e)
@@ -155,14 +288,17 @@ impl<R: Relay> Server<'_, R> {
     }
 
     fn pause_accepts(&mut self, why: Pause) {
-        if self.pause.is_none() {
-            self.set_listening(false);
+        match self.pause {
+            Some(Pause::Stopped) => return,
+            None => self.set_listening(false),
+            Some(_) => {}
         }
         self.pause = Some(why);
     }
 
     fn resume(&mut self) {
-        if self.pause.take().is_some() {
+        if matches!(self.pause, Some(Pause::MaxClients | Pause::NoFds)) {
+            self.pause = None;
             self.set_listening(true);
         }
     }
@@ -193,6 +329,9 @@ impl<R: Relay> Server<'_, R> {
     /// while its backlog is not empty. Probing until EAGAIN instead would cost every sporadic
     /// connection an extra `accept4`, and a storm is interleaved with established clients' events.
     fn accept_batch(&mut self) {
+        let Some(listener) = self.listener.as_ref().map(AsRawFd::as_raw_fd) else {
+            return;
+        };
         for _ in 0..ACCEPT_RETRIES {
             if self.at_limit() {
                 self.pause_accepts(Pause::MaxClients);
@@ -207,10 +346,7 @@ impl<R: Relay> Server<'_, R> {
                     }
                 }
             }
-            let raw = match accept4(
-                self.listener.as_raw_fd(),
-                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-            ) {
+            let raw = match accept4(listener, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
                 Ok(raw) => raw,
                 Err(Errno::EAGAIN) => return,
                 Err(Errno::EINTR) | Err(Errno::ECONNABORTED) | Err(Errno::EPROTO) => continue,
@@ -232,7 +368,8 @@ impl<R: Relay> Server<'_, R> {
         }
     }
 
-    /// EMFILE, ENFILE and other accept failures: pause instead of spinning (`emfile_pauses_accept`).
+    /// EMFILE, ENFILE and other accept failures: pause instead of spinning (`emfile_pauses_accept`);
+    /// warned once per episode, and rate-limited across episodes (`warnings_rate_limited`).
     fn out_of_fds(&mut self, what: &str, e: Errno) {
         if !self.fd_warned {
             self.fd_warned = true;
@@ -241,8 +378,10 @@ impl<R: Relay> Server<'_, R> {
             } else {
                 "; pausing accepts"
             };
-            self.status
-                .warn(format_args!("{what}: {}{hint}", describe(e)));
+            self.status.warn_repeated(
+                Repeated::AcceptFailed,
+                format_args!("{what}: {}{hint}", describe(e)),
+            );
         }
         self.pause_accepts(Pause::NoFds);
     }
@@ -253,6 +392,7 @@ impl<R: Relay> Server<'_, R> {
             sock,
             eof: false,
             interest: EpollFlags::empty(),
+            last: self.now,
         };
         // Read-after-accept, before the socket is polled: a client that connects and writes has
         // usually queued its first bytes already, so serve it now instead of after another
@@ -289,6 +429,9 @@ impl<R: Relay> Server<'_, R> {
         let Some(Some(conn)) = self.conns.get_mut(slot) else {
             return;
         };
+        if self.cfg.idle.is_some() {
+            conn.last = self.now;
+        }
         // An error (ECONNRESET, EPIPE) means the client is gone: close.
         let keep = serve_turns(conn, &mut self.tap).unwrap_or_default();
         if keep {

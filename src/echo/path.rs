@@ -6,19 +6,132 @@
 //! - `live_server_left_alone`: a socket with a listener → refuse, touch nothing.
 //! - `non_socket_left_alone`: a regular file, directory, symlink, FIFO, device → refuse, touch nothing.
 //! - `unlink_only_our_socket`: at exit the path is removed only if it still names the inode we bound.
+//! - `one_server_per_path`: the whole inspect → unlink → bind → listen (and the check → unlink at
+//!   exit) runs under an exclusive flock(2) on PATH's directory, so two udsim servers starting
+//!   at once cannot both listen: the one that waits sees the other's socket already listening.
+//!   (Without it, a socket between bind and listen refuses connections and looks dead, and a
+//!   dead socket can be replaced between the re-check and the unlink.) The lock is held for
+//!   microseconds; a server that cannot get it within [`LOCK_WAIT`] gives up with one line.
 
 use super::error::EchoError;
+use super::signals::Signals;
 use super::status::Status;
 use nix::errno::Errno;
+use nix::fcntl::{open, Flock, FlockArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
     bind, connect, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
 use nix::sys::stat::{lstat, umask, FileStat, Mode, SFlag};
 use nix::unistd::unlink;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 const BIND: &str = "cannot bind";
+
+/// How long a server waits for another one to finish binding in the same directory.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// `one_server_per_path`: an exclusive flock on the directory that holds PATH, released on drop.
+#[derive(Debug)]
+pub struct DirLock {
+    _lock: Option<Flock<File>>,
+    /// The file system does not support flock(2) (EOPNOTSUPP, ENOLCK, EINVAL): no lock is held,
+    /// and this says why (the server warns and binds unprotected rather than not at all).
+    pub unsupported: Option<Errno>,
+}
+
+impl DirLock {
+    /// Takes the lock, retrying every 10 ms for up to `wait`; a caught signal (`signals`) ends
+    /// the wait early with an error. `action` names what the lock is for in errors.
+    pub fn acquire(
+        path: &Path,
+        action: &'static str,
+        wait: Duration,
+        signals: Option<&Signals>,
+    ) -> Result<DirLock, EchoError> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let fd = open(
+            dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            // What bind itself would say.
+            Errno::ENOENT | Errno::ENOTDIR => EchoError::sys(action, path, e),
+            _ => EchoError::refused(
+                action,
+                path,
+                format!(
+                    "cannot open its directory to lock it: {}",
+                    super::error::describe(e)
+                ),
+            ),
+        })?;
+        let mut file = File::from(fd);
+        let deadline = Instant::now() + wait;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => {
+                    return Ok(DirLock {
+                        _lock: Some(lock),
+                        unsupported: None,
+                    })
+                }
+                Err((f, Errno::EWOULDBLOCK)) | Err((f, Errno::EINTR)) => file = f,
+                Err((_, e @ (Errno::EOPNOTSUPP | Errno::ENOLCK | Errno::EINVAL))) => {
+                    return Ok(DirLock {
+                        _lock: None,
+                        unsupported: Some(e),
+                    })
+                }
+                Err((_, e)) => {
+                    return Err(EchoError::refused(
+                        action,
+                        path,
+                        format!("cannot lock its directory: {}", super::error::describe(e)),
+                    ))
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(EchoError::refused(
+                    action,
+                    path,
+                    format!(
+                        "another server has held the lock on its directory for {} s; giving up",
+                        wait.as_secs()
+                    ),
+                ));
+            }
+            // Sleep 10 ms, watching for a signal (blocked, so only the signalfd sees it).
+            let sig = match signals {
+                Some(sigs) => {
+                    let mut fds = [PollFd::new(sigs.as_fd(), PollFlags::POLLIN)];
+                    match poll(&mut fds, PollTimeout::from(10u8)) {
+                        Ok(n) if n > 0 => sigs.take(),
+                        _ => None,
+                    }
+                }
+                None => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    None
+                }
+            };
+            if let Some(sig) = sig {
+                return Err(EchoError::refused(
+                    action,
+                    path,
+                    format!("{sig} while waiting for another server to finish binding there"),
+                ));
+            }
+        }
+    }
+}
 
 /// The listening socket together with the identity of the file it created.
 #[derive(Debug)]
@@ -43,9 +156,22 @@ impl BoundPath {
         &self.path
     }
 
-    /// Removes the path if it is still the socket we bound (`unlink_only_our_socket`).
-    /// Returns whether it was removed.
-    pub fn remove_if_ours(&self) -> Result<bool, Errno> {
+    /// Removes the path if it is still the socket we bound (`unlink_only_our_socket`), under the
+    /// directory lock (`one_server_per_path`: a server starting now cannot have its new socket
+    /// unlinked by us between our check and our unlink). Returns whether it was removed.
+    pub fn remove_if_ours(&self) -> Result<bool, EchoError> {
+        const REMOVE: &str = "cannot remove";
+        let _lock = match DirLock::acquire(&self.path, REMOVE, Duration::from_secs(1), None) {
+            Ok(lock) => lock,
+            // The directory itself is gone: so is our socket.
+            Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        self.remove_if_ours_locked()
+            .map_err(|e| EchoError::sys(REMOVE, &self.path, e))
+    }
+
+    fn remove_if_ours_locked(&self) -> Result<bool, Errno> {
         match lstat(&self.path) {
             Ok(st) if is_socket(&st) && same_file(&st, self.dev, self.ino) => {
                 unlink(&self.path)?;
@@ -138,8 +264,28 @@ fn inspect(path: &Path, addr: &UnixAddr) -> Result<Existing, EchoError> {
 }
 
 /// Binds and listens at `path` following the path-safety rules; the socket file gets `mode`.
-pub fn bind_listener(path: &Path, mode: u32, status: Status) -> Result<Listener, EchoError> {
+/// The whole of it runs under the directory lock (`one_server_per_path`).
+pub fn bind_listener(
+    path: &Path,
+    mode: u32,
+    status: Status,
+    signals: &Signals,
+) -> Result<Listener, EchoError> {
     let addr = unix_addr(path, BIND)?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| EchoError::sys(BIND, path, e))?;
+    let lock = DirLock::acquire(path, BIND, LOCK_WAIT, Some(signals))?;
+    if let Some(e) = lock.unsupported {
+        status.warn(format_args!(
+            "cannot lock the directory of {path:?}: {}; binding without protection against another server starting there at the same moment",
+            super::error::describe(e)
+        ));
+    }
     if let Existing::DeadSocket(old) = inspect(path, &addr)? {
         // Re-check right before unlinking that the path still names the dead socket we probed.
         match lstat(path) {
@@ -161,14 +307,6 @@ pub fn bind_listener(path: &Path, mode: u32, status: Status) -> Result<Listener,
             Err(e) => return Err(EchoError::sys(BIND, path, e)),
         }
     }
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| EchoError::sys(BIND, path, e))?;
-    status.line(format_args!("Server socket fd = {}", fd.as_raw_fd()));
     // bind creates the file with 0777 & ~umask: set the umask so the mode is exactly `mode`.
     // The process is single-threaded here, so the temporary umask affects nothing else.
     let old_mask = umask(Mode::from_bits_truncate(!mode & 0o777));
@@ -183,8 +321,11 @@ pub fn bind_listener(path: &Path, mode: u32, status: Status) -> Result<Listener,
     };
     let backlog = Backlog::new(4096).unwrap_or(Backlog::MAXCONN);
     if let Err(e) = listen(&fd, backlog) {
-        let _ = bound.remove_if_ours();
+        let _ = bound.remove_if_ours_locked();
         return Err(EchoError::sys("cannot listen on", path, e));
     }
+    drop(lock);
+    // Only now: a failure above is one line, not a status line and then the error.
+    status.line(format_args!("Server socket fd = {}", fd.as_raw_fd()));
     Ok(Listener { fd, bound })
 }

@@ -1,7 +1,7 @@
 //! `--print`: a copy of every received byte on stdout (the seed's server prints what it reads).
 
+use super::out::{self, Stream};
 use super::status::Status;
-use std::io::Write;
 
 /// Copies received bytes to stdout when enabled; a failing stdout is reported once, then ignored.
 #[derive(Debug)]
@@ -16,15 +16,13 @@ impl Tap {
         Tap { enabled, status }
     }
 
-    /// Copies `bytes` to stdout.
+    /// Copies `bytes` to stdout (never blocking the server: see [`super::out`]).
     pub fn copy(&mut self, bytes: &[u8]) {
         if !self.enabled {
             return;
         }
-        let mut out = std::io::stdout().lock();
-        if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        if let Err(errno) = out::write(Stream::Stdout, bytes, false) {
             self.enabled = false;
-            let errno = super::error::errno_of(&e);
             self.status.warn(format_args!(
                 "cannot write to stdout: {}; --print turned off",
                 super::error::describe(errno)
