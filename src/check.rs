@@ -497,3 +497,33 @@ pub fn describe(run: &Run) -> String {
     }
     out
 }
+
+/// The host parameters a script says it depends on: `# requires: name=value, name=value` comment lines (names
+/// as `udsim params` prints them). A script recorded on one kernel may show a behaviour another kernel does
+/// not have (see docs/kernels.md); it then declares the parameter, and runs only where it holds.
+pub fn requirements(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .filter_map(|l| l.trim_start().strip_prefix("requires:"))
+        .flat_map(|l| l.split(','))
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The first requirement these parameters do not meet, as `name=value (this kernel: other)`; unknown names
+/// count as unmet.
+pub fn unmet(params: &Params, reqs: &[(String, String)]) -> Option<String> {
+    let named = params.named();
+    reqs.iter().find_map(|(k, v)| {
+        let have = named.iter().find(|(n, _)| n == k).map(|(_, x)| x.as_str());
+        (have != Some(v.as_str())).then(|| {
+            format!(
+                "{k}={v} (this kernel: {})",
+                have.unwrap_or("no such parameter")
+            )
+        })
+    })
+}

@@ -95,6 +95,8 @@ struct Tally {
     agree: usize,
     /// Agreed, but the model did not cover every line (those were checked against written results only).
     partial: usize,
+    /// Not run: the script requires host parameters this kernel does not have.
+    skipped: usize,
     diverge: usize,
     errors: usize,
 }
@@ -127,6 +129,12 @@ fn run_one(
             return Ok(());
         }
     };
+    if let Some(why) = crate::check::unmet(ck.params(), &crate::check::requirements(text)) {
+        t.skipped += 1;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "# == {name}\n# skipped: the script requires {why}\n");
+        return Ok(());
+    }
     let run = ck.run(
         &script,
         Options {
@@ -240,9 +248,17 @@ pub fn check(args: CheckArgs) -> i32 {
         } else {
             String::new()
         };
+        let skipped = if t.skipped > 0 {
+            format!(
+                ", {} skipped (they require other kernel parameters)",
+                t.skipped
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "# {} scripts: {} agree{partial}, {} diverge, {} with script errors",
-            t.agree + t.partial + t.diverge + t.errors,
+            "# {} scripts: {} agree{partial}{skipped}, {} diverge, {} with script errors",
+            t.agree + t.partial + t.skipped + t.diverge + t.errors,
             t.agree,
             t.diverge,
             t.errors
@@ -373,5 +389,21 @@ pub fn explore_cmd(args: ExploreArgs) -> i32 {
             }
             EXIT_DIVERGED
         }
+    }
+}
+
+/// `udsim params`: the calibrated host parameters, one per line (`name value`), as `# requires:` lines name them.
+pub fn params_cmd() -> i32 {
+    match crate::kernel::calibrate::params() {
+        Ok(p) => {
+            let mut out = std::io::stdout().lock();
+            for (k, v) in p.named() {
+                if writeln!(out, "{k} {v}").is_err() {
+                    break;
+                }
+            }
+            EXIT_OK
+        }
+        Err(e) => fail(format!("cannot calibrate the model on this kernel: {e}")),
     }
 }

@@ -18,6 +18,8 @@ enum Command {
     Serve(udsim::echo::ServeArgs),
     /// Echo client: copies stdin to the socket, prints the echo.
     Client(udsim::echo::ClientArgs),
+    /// What calibration measured on this host and kernel: the model's parameters.
+    Params,
     /// The benchmark ratio table from criterion's saved estimates (run `cargo bench` first).
     BenchReport(udsim::bench_report::BenchReportArgs),
 }
@@ -30,6 +32,7 @@ fn main() {
         Command::Serve(a) => udsim::echo::run_serve(a),
         Command::Client(a) => udsim::echo::run_client(a),
         Command::BenchReport(a) => udsim::bench_report::run(a),
+        Command::Params => udsim::cli::params_cmd(),
     };
     std::process::exit(code);
 }

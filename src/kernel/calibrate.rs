@@ -438,6 +438,10 @@ fn measure() -> Result<Params, String> {
         atmark_at_consumed_oob: oob.1,
         read_stops_at_consumed_oob: oob.2,
         dgram_peer_checked_first: dgram_order_probe()?,
+        siocatmark_stream_only: {
+            let d = socket(libc::SOCK_DGRAM)?;
+            ioctl_int(d.as_raw_fd(), 0x8905).is_err()
+        },
         sndbuf,
         rcvbuf,
         wmem_max,

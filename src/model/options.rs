@@ -127,16 +127,20 @@ impl Model {
                 Prediction::one("siocinq_by_type", Value::Int(n as i64))
             }
             Ioctl::AtMark => {
-                if s.ty != STREAM {
+                if s.ty != STREAM && self.params.siocatmark_stream_only {
                     return Prediction::err("siocatmark_needs_stream", Errno::EOPNOTSUPP);
                 }
-                // rule `siocatmark_at_oob_byte`: the first skb is the OOB byte, or is spent and the OOB byte (or
-                // nothing marked) follows.
+                // rule `siocatmark_at_oob_byte`: the first skb is the OOB byte — or, where the kernel says so
+                // (`atmark_at_consumed_oob`), is empty (a spent OOB skb, a listener's connection skb, a
+                // zero-length record) and the OOB byte, or nothing marked, follows.
                 let has_oob = s.rx.iter().any(|k| k.oob);
-                // A listener's queue holds an empty skb per pending connection.
-                let at = !s.pending.is_empty()
+                let spent_counts = self.params.atmark_at_consumed_oob;
+                let at = (spent_counts && !s.pending.is_empty())
                     || s.rx.front().is_some_and(|k| {
-                        k.oob || (k.is_empty() && (!has_oob || s.rx.get(1).is_some_and(|n| n.oob)))
+                        k.oob
+                            || (spent_counts
+                                && k.is_empty()
+                                && (!has_oob || s.rx.get(1).is_some_and(|n| n.oob)))
                     });
                 Prediction::one("siocatmark_at_oob_byte", Value::Int(at.into()))
             }

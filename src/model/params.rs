@@ -45,6 +45,8 @@ pub struct Params {
     /// A read with nothing copied that meets a spent OOB skb at the head frees it and stops with EAGAIN
     /// (6.1: yes; 6.18: no, it reads on).
     pub read_stops_at_consumed_oob: bool,
+    /// SIOCATMARK is EOPNOTSUPP on datagram and seqpacket sockets (6.18: yes; 6.1: no, it answers).
+    pub siocatmark_stream_only: bool,
     /// An unconnected datagram send without an address is ENOTCONN before the size check (6.1: yes; 6.18:
     /// no, EMSGSIZE first).
     pub dgram_peer_checked_first: bool,
@@ -82,5 +84,53 @@ impl Params {
     /// The most bytes one stream skb carries from a socket whose send buffer is `sndbuf`.
     pub fn chunk(&self, sndbuf: usize) -> usize {
         (sndbuf / 2).saturating_sub(64).min(self.max_chunk).max(1)
+    }
+}
+
+impl Params {
+    /// The parameters by name, as `udsim params` prints them and a scenario's `# requires:` line names them
+    /// (the truesize tables print as their number of runs).
+    pub fn named(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("sndbuf", self.sndbuf.to_string()),
+            ("rcvbuf", self.rcvbuf.to_string()),
+            ("wmem_max", self.wmem_max.to_string()),
+            ("rmem_max", self.rmem_max.to_string()),
+            ("min_sndbuf", self.min_sndbuf.to_string()),
+            ("min_rcvbuf", self.min_rcvbuf.to_string()),
+            ("somaxconn", self.somaxconn.to_string()),
+            ("max_dgram_qlen", self.max_dgram_qlen.to_string()),
+            ("max_chunk", self.max_chunk.to_string()),
+            ("truesize_runs", self.truesize_runs.len().to_string()),
+            (
+                "dgram_truesize_runs",
+                self.dgram_truesize_runs.len().to_string(),
+            ),
+            ("uid", self.uid.to_string()),
+            ("gid", self.gid.to_string()),
+            ("overflow_uid", self.overflow_uid.to_string()),
+            ("overflow_gid", self.overflow_gid.to_string()),
+            (
+                "inq_counts_dropped_oob",
+                self.inq_counts_dropped_oob.to_string(),
+            ),
+            (
+                "atmark_at_consumed_oob",
+                self.atmark_at_consumed_oob.to_string(),
+            ),
+            (
+                "read_stops_at_consumed_oob",
+                self.read_stops_at_consumed_oob.to_string(),
+            ),
+            (
+                "dgram_peer_checked_first",
+                self.dgram_peer_checked_first.to_string(),
+            ),
+            (
+                "siocatmark_stream_only",
+                self.siocatmark_stream_only.to_string(),
+            ),
+            ("tick_us", self.tick_us.to_string()),
+        ]
     }
 }
