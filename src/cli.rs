@@ -9,6 +9,34 @@ use clap::Args;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+/// Writes a line to stdout; a closed stdout (`udsim check | head -1`) ends the run quietly, with the exit
+/// status of what was checked so far unknown: 0, as a reader that stopped reading asked for no more.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        let mut o = std::io::stdout().lock();
+        if writeln!(o, $($t)*).is_err() {
+            std::process::exit(EXIT_OK);
+        }
+    }};
+}
+
+/// `print!` that ends quietly on a closed stdout.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        let mut o = std::io::stdout().lock();
+        if write!(o, $($t)*).and_then(|()| o.flush()).is_err() {
+            std::process::exit(EXIT_OK);
+        }
+    }};
+}
+
+/// A write to stdout that failed (a closed pipe) ends the run quietly.
+fn quit_on_err(r: std::io::Result<()>) {
+    if r.is_err() {
+        std::process::exit(EXIT_OK);
+    }
+}
+
 /// Exit codes.
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_DIVERGED: i32 = 1;
@@ -75,12 +103,8 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         let meta =
             std::fs::metadata(p).map_err(|e| format!("cannot read {}: {}", p.display(), e))?;
         if meta.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| format!("cannot read {}: {}", p.display(), e))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|f| f.extension().is_some_and(|x| x == "uds"))
-                .collect();
+            let mut v = Vec::new();
+            walk_dir(p, &mut v)?;
             v.sort();
             files.extend(v);
         } else {
@@ -88,6 +112,21 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         }
     }
     Ok(files)
+}
+
+/// Every `.uds` file under `dir`, subdirectories included.
+fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {}", dir.display(), e))?;
+    for e in entries.flatten() {
+        let path = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            walk_dir(&path, out)?;
+        } else if path.extension().is_some_and(|x| x == "uds") {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 #[derive(Default)]
@@ -129,10 +168,18 @@ fn run_one(
             return Ok(());
         }
     };
+    if script.lines.is_empty() {
+        eprintln!("udsim: {name}: the script has no calls (only blank lines and comments)");
+        t.errors += 1;
+        return Ok(());
+    }
     if let Some(why) = crate::check::unmet(ck.params(), &crate::check::requirements(text)) {
         t.skipped += 1;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "# == {name}\n# skipped: the script requires {why}\n");
+        quit_on_err(writeln!(
+            out,
+            "# == {name}\n# skipped: the script requires {why}\n"
+        ));
         return Ok(());
     }
     let run = ck.run(
@@ -144,28 +191,28 @@ fn run_one(
     let mut out = std::io::stdout().lock();
     if args.record {
         if args.paths.len() != 1 || std::path::Path::new(&args.paths[0]).is_dir() {
-            let _ = writeln!(out, "# == {name}");
+            quit_on_err(writeln!(out, "# == {name}"));
         }
         // The script's header comment is kept, so `--record draft.uds > scenarios/x.uds` keeps its story.
         for l in text
             .lines()
             .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
         {
-            let _ = writeln!(out, "{l}");
+            quit_on_err(writeln!(out, "{l}"));
         }
-        let _ = write!(out, "{}", fmt_script(&recorded_script(&run)));
-        let _ = write!(out, "{}", describe(&run));
+        quit_on_err(write!(out, "{}", fmt_script(&recorded_script(&run))));
+        quit_on_err(write!(out, "{}", describe(&run)));
     } else if !quiet || !run.agrees() {
-        let _ = writeln!(out, "# == {name}");
-        let _ = write!(out, "{}", transcript(&run));
+        quit_on_err(writeln!(out, "# == {name}"));
+        quit_on_err(write!(out, "{}", transcript(&run)));
     }
     match &run.stop {
         None if run.unmodelled.is_some() => {
             t.partial += 1;
             if !args.record {
                 if quiet {
-                    let _ = writeln!(out, "# == {name}");
-                    let _ = write!(out, "{}", transcript(&run));
+                    quit_on_err(writeln!(out, "# == {name}"));
+                    quit_on_err(write!(out, "{}", transcript(&run)));
                 }
                 let _ = writeln!(
                     out,
@@ -177,9 +224,9 @@ fn run_one(
         None => {
             t.agree += 1;
             if quiet && !args.record {
-                let _ = writeln!(out, "# ok   {name} ({} lines)", run.steps.len());
+                quit_on_err(writeln!(out, "# ok   {name} ({} lines)", run.steps.len()));
             } else if !args.record {
-                let _ = writeln!(out, "# ok: {} lines agree\n", run.steps.len());
+                quit_on_err(writeln!(out, "# ok: {} lines agree\n", run.steps.len()));
             }
         }
         Some(Stop::Divergence(_)) => {
@@ -219,6 +266,20 @@ pub fn check(args: CheckArgs) -> i32 {
             Ok(f) => f,
             Err(e) => return fail(e),
         };
+        // Zero scripts checked is no success: a CI job pointed at the wrong directory must not go green.
+        if files.is_empty() {
+            return fail(format!(
+                "no .uds scripts found in {}",
+                args.paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if files.len() > 1 && !args.record {
+            outln!("# checking {} scripts", files.len());
+        }
         files.iter().try_for_each(|f| match read_script(f) {
             Ok(text) => run_one(
                 &mut ck,
@@ -256,7 +317,7 @@ pub fn check(args: CheckArgs) -> i32 {
         } else {
             String::new()
         };
-        println!(
+        outln!(
             "# {} scripts: {} agree{partial}{skipped}, {} diverge, {} with script errors",
             t.agree + t.partial + t.skipped + t.diverge + t.errors,
             t.agree,
@@ -282,13 +343,13 @@ fn check_bundled(ck: &mut Checker, args: &CheckArgs, t: &mut Tally) -> Result<()
         return Ok(());
     }
     let seed = clock_seed();
-    println!(
+    outln!(
         "exploring {} random scripts (seed {seed})",
         args.explore_cases
     );
     let mut stats = Stats::default();
     let found = explore(ck, seed, args.explore_cases, 40, &mut stats, |_| {})?;
-    print!("{}", stats.report());
+    out!("{}", stats.report());
     match found {
         None => t.agree += stats.cases,
         Some(f) => {
@@ -325,10 +386,10 @@ fn report_found(
         fmt_script(&min)
     );
     match std::fs::write(path, &text) {
-        Ok(()) => println!("minimal script written to {}", path.display()),
+        Ok(()) => outln!("minimal script written to {}", path.display()),
         Err(e) => eprintln!("udsim: cannot write {}: {e}", path.display()),
     }
-    println!("{}", transcript(&run));
+    outln!("{}", transcript(&run));
     Ok(())
 }
 
@@ -339,9 +400,10 @@ pub fn explore_cmd(args: ExploreArgs) -> i32 {
         Err(e) => return fail(e),
     };
     let seed = args.seed.unwrap_or_else(clock_seed);
-    println!(
+    outln!(
         "udsim explore: {} scripts of up to {} calls, seed {seed}",
-        args.cases, args.max_ops
+        args.cases,
+        args.max_ops
     );
     let tty = std::io::stderr().is_terminal();
     let start = std::time::Instant::now();
@@ -369,15 +431,15 @@ pub fn explore_cmd(args: ExploreArgs) -> i32 {
         }
     };
     let secs = start.elapsed().as_secs_f64();
-    print!("{}", stats.report());
-    println!(
+    out!("{}", stats.report());
+    outln!(
         "{:.1} s, {:.0} ops/s through model + kernel",
         secs,
         stats.ops as f64 / secs.max(1e-9)
     );
     match found {
         None => {
-            println!("no divergence");
+            outln!("no divergence");
             EXIT_OK
         }
         Some(f) => {

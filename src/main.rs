@@ -1,6 +1,8 @@
 use clap::{Parser, Subcommand};
 
 /// udsim: an executable specification of Linux Unix-domain sockets, judged by the live kernel.
+///
+/// `check` and `explore` raise the soft limit on open descriptors (RLIMIT_NOFILE) to the hard limit at start.
 #[derive(Debug, Parser)]
 #[command(name = "udsim", version, about)]
 struct Cli {
@@ -26,6 +28,11 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Check(_) | Command::Explore(_)) {
+        // The soft limit on open descriptors up to the hard one, so long checks and explorations are not cut
+        // short by a low default (`ulimit -n 1024`); the echo programs keep the limit they were given.
+        raise_nofile();
+    }
     let code = match cli.command {
         Command::Check(a) => udsim::cli::check(a),
         Command::Explore(a) => udsim::cli::explore_cmd(a),
@@ -35,4 +42,14 @@ fn main() {
         Command::Params => udsim::cli::params_cmd(),
     };
     std::process::exit(code);
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (best effort).
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }

@@ -170,3 +170,66 @@ fn relative_script_paths_keep_working_after_the_first_script() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("2 scripts: 2 agree"));
 }
+
+#[test]
+fn zero_scripts_is_an_error_not_a_green_run() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let out = udsim(&["check", &d.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no .uds scripts found"));
+    let f = script_file(
+        &d,
+        "only-comments.uds",
+        "# nothing here\n\n# still nothing\n",
+    );
+    let out = udsim(&["check", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("has no calls"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn directories_are_searched_recursively() {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(d.path().join("a/b")).expect("mkdir");
+    script_file(&d, "a/b/seed.uds", SEED);
+    script_file(&d, "a/top.uds", SEED);
+    let out = udsim(&["check", &d.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let o = text(&out.stdout);
+    assert!(o.contains("# checking 2 scripts"), "{o}");
+    assert!(o.contains("# 2 scripts: 2 agree"), "{o}");
+}
+
+#[test]
+fn a_closed_stdout_ends_the_run_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let d = tempfile::tempdir().expect("tempdir");
+    for i in 0..20 {
+        script_file(&d, &format!("s{i}.uds"), SEED);
+    }
+    for args in [
+        vec!["check".to_string(), d.path().display().to_string()],
+        vec!["explore".into(), "--cases".into(), "300".into()],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_udsim"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Read one chunk, then close our end, as `| head -1` does.
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut first = [0u8; 16];
+        let _ = stdout.read(&mut first);
+        drop(stdout);
+        let out = child.wait_with_output().expect("wait");
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
