@@ -63,6 +63,14 @@ fn model_agrees_with_kernel_on_generated_scripts() {
         "peer-closed",
         "full-buffer",
         "closed",
+        "dgram-bound",
+        "dgram-connected",
+        "dgram-unread-data",
+        "dgram-peer-closed",
+        "seqpacket-connected",
+        "seqpacket-listening",
+        "seqpacket-unread-data",
+        "seqpacket-shut-both",
     ] {
         let n = stats.states.get(state).copied().unwrap_or(0);
         assert!(

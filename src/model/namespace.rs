@@ -175,7 +175,12 @@ impl Namespace {
             return Err(WalkErr::Outside);
         }
         let w = self.walk_from(dir, target, true, cred, depth + 1)?;
-        w.found.ok_or(Errno::ENOENT.into())
+        let f = w.found.ok_or(WalkErr::Errno(Errno::ENOENT))?;
+        // A target ending in `/` names a directory.
+        if w.slash && !self.is_dir(f) {
+            return Err(Errno::ENOTDIR.into());
+        }
+        Ok(f)
     }
 
     /// Walks `path` from the private directory. `follow` follows a symlink in the last component (and a
