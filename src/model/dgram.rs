@@ -4,22 +4,14 @@
 
 use super::addr;
 use super::socket::{SockId, State};
-use super::stream::{peek_bwd, peek_fwd, Skb};
+use super::stream::{peek_bwd, peek_fwd, Out, Skb};
 use super::{Model, Prediction};
 use crate::script::{
-    AddrOut, Creds, Errno, Flags, Received, SockAddrBytes, Value, DGRAM, MSG_OOB, MSG_PEEK,
-    MSG_TRUNC, SEQPACKET,
+    AddrOut, Errno, Flags, Received, Value, DGRAM, MSG_OOB, MSG_PEEK, MSG_TRUNC, SEQPACKET,
 };
 
 impl Model {
-    pub(super) fn send_seqpacket(
-        &mut self,
-        sid: SockId,
-        d: &[u8],
-        flags: Flags,
-        fds: &[SockId],
-        creds: Option<Creds>,
-    ) -> Prediction {
+    pub(super) fn send_seqpacket(&mut self, sid: SockId, m: Out) -> Prediction {
         // rule `seqpacket_send_reports_pending_error`: `sock_error` first (and consumes it).
         if let Some(e) = self.socks[sid].err.take() {
             return Prediction::err("seqpacket_send_reports_pending_error", e);
@@ -28,18 +20,17 @@ impl Model {
             return Prediction::err("seqpacket_send_unconnected_is_enotconn", Errno::ENOTCONN);
         }
         // rule `seqpacket_send_ignores_address`: the address of a sendto is dropped.
-        self.send_dgram(sid, d, None, flags, fds, creds)
+        self.send_dgram(sid, Out { to: None, ..m })
     }
 
-    pub(super) fn send_dgram(
-        &mut self,
-        sid: SockId,
-        d: &[u8],
-        to: Option<&SockAddrBytes>,
-        flags: Flags,
-        fds: &[SockId],
-        creds: Option<Creds>,
-    ) -> Prediction {
+    pub(super) fn send_dgram(&mut self, sid: SockId, m: Out) -> Prediction {
+        let Out {
+            d,
+            to,
+            flags,
+            fds,
+            creds,
+        } = m;
         if flags.has(MSG_OOB) {
             return Prediction::err("dgram_send_oob_is_eopnotsupp", Errno::EOPNOTSUPP);
         }

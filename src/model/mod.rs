@@ -25,6 +25,7 @@ use namespace::Namespace;
 pub use params::Params;
 use socket::{Addr as SockAddr, Sock, SockId, State};
 use std::collections::HashMap;
+use stream::Out;
 
 /// What the model allows for one call, and the rule that decided it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -486,16 +487,12 @@ impl Model {
                 }
                 Prediction::ok("nonblock_sets_the_open_file")
             }
-            Call::Write(_, d) => self.send(sid, d, None, Flags(MSG_NOSIGNAL), &[], None),
-            Call::Send(_, d, f) => self.send(sid, d, None, *f, &[], None),
+            Call::Write(_, d) => self.send(sid, Out::data(d, None, Flags(MSG_NOSIGNAL))),
+            Call::Send(_, d, f) => self.send(sid, Out::data(d, None, *f)),
             Call::SendTo(_, d, a, f) => match a.encode() {
                 Some(a) => self.send(
                     sid,
-                    d,
-                    Some(&a),
-                    f.unwrap_or(Flags(MSG_NOSIGNAL)),
-                    &[],
-                    None,
+                    Out::data(d, Some(&a), f.unwrap_or(Flags(MSG_NOSIGNAL))),
                 ),
                 None => Prediction::unmodelled("autobind_name_unresolved"),
             },
@@ -539,7 +536,16 @@ impl Model {
                     None => None,
                 };
                 let flags = m.flags.unwrap_or(Flags(MSG_NOSIGNAL));
-                let p = self.send(sid, d, to.as_ref(), flags, &fds, creds);
+                let p = self.send(
+                    sid,
+                    Out {
+                        d,
+                        to: to.as_ref(),
+                        flags,
+                        fds: &fds,
+                        creds,
+                    },
+                );
                 self.after_release().map_or(p, |gc| gc)
             }
             Call::Read(_, n) => self.recv(sid, *n, Flags(0), Recv::Data),

@@ -38,6 +38,32 @@ impl Skb {
     }
 }
 
+/// One send as the kernel's sendmsg sees it: the data, the address (none: the peer), the flags and the
+/// control messages.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Out<'a> {
+    pub d: &'a [u8],
+    pub to: Option<&'a SockAddrBytes>,
+    pub flags: Flags,
+    /// SCM_RIGHTS: the sockets whose descriptors are sent.
+    pub fds: &'a [SockId],
+    /// SCM_CREDENTIALS given explicitly.
+    pub creds: Option<Creds>,
+}
+
+impl<'a> Out<'a> {
+    /// Data alone, as write / send / sendto pass it.
+    pub fn data(d: &'a [u8], to: Option<&'a SockAddrBytes>, flags: Flags) -> Out<'a> {
+        Out {
+            d,
+            to,
+            flags,
+            fds: &[],
+            creds: None,
+        }
+    }
+}
+
 /// Send flags the model knows the meaning of: OOB, DONTWAIT and NOSIGNAL act; EOR, MORE, DONTROUTE, CONFIRM and
 /// CMSG_CLOEXEC are accepted and change nothing on AF_UNIX (rule `send_ignores_other_flags`).
 const SEND_FLAGS: u32 =
@@ -61,36 +87,27 @@ pub(super) fn peek_bwd(off: &mut i32, n: usize) {
 
 impl Model {
     /// write / send / sendto / sendmsg without control messages.
-    pub(super) fn send(
-        &mut self,
-        sid: SockId,
-        d: &[u8],
-        to: Option<&SockAddrBytes>,
-        flags: Flags,
-        fds: &[SockId],
-        creds: Option<Creds>,
-    ) -> Prediction {
-        if flags.0 & !SEND_FLAGS != 0 {
+    pub(super) fn send(&mut self, sid: SockId, mut m: Out) -> Prediction {
+        if m.flags.0 & !SEND_FLAGS != 0 {
             return Prediction::unmodelled("send_flag_not_modelled");
         }
         // `move_addr_to_kernel`: a zero length passes no address at all.
-        let to = to.filter(|a| a.len > 0);
+        m.to = m.to.filter(|a| a.len > 0);
         match self.socks[sid].ty {
-            STREAM => self.send_stream(sid, d, to, flags, fds, creds),
-            DGRAM => self.send_dgram(sid, d, to, flags, fds, creds),
-            _ => self.send_seqpacket(sid, d, flags, fds, creds),
+            STREAM => self.send_stream(sid, m),
+            DGRAM => self.send_dgram(sid, m),
+            _ => self.send_seqpacket(sid, m),
         }
     }
 
-    fn send_stream(
-        &mut self,
-        sid: SockId,
-        d: &[u8],
-        to: Option<&SockAddrBytes>,
-        flags: Flags,
-        fds: &[SockId],
-        creds: Option<Creds>,
-    ) -> Prediction {
+    fn send_stream(&mut self, sid: SockId, m: Out) -> Prediction {
+        let Out {
+            d,
+            to,
+            flags,
+            fds,
+            creds,
+        } = m;
         // rule `rights_ride_the_first_skb`: a stream send attaches its descriptors to its first skb (so a
         // zero-length send carries none).
         let mut fds = Some(fds);
