@@ -157,6 +157,7 @@ impl Checker {
     pub fn run(&mut self, script: &Script, opts: Options) -> Result<Run, CheckError> {
         self.fresh_dir()?;
         let mut model = Model::new(self.params.clone());
+        model.set_fd_budget(self.kernel.fd_budget());
         run_with(script, &mut self.kernel, &mut model, opts)
     }
 

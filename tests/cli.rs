@@ -233,3 +233,46 @@ fn a_closed_stdout_ends_the_run_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn emfile_is_predicted_at_the_right_line() {
+    use std::fmt::Write as _;
+    use std::os::unix::process::CommandExt;
+    // 300 sockets, an accept, a socketpair and a dup under RLIMIT_NOFILE 64: the kernel says EMFILE from some
+    // line on, and the model must say it at the same line (rule emfile_past_rlimit_nofile).
+    let mut body = String::from("socket(STREAM) -> l\nbind(l, \"l.sock\")\nlisten(l, 5)\nsocket(STREAM) -> c\nconnect(c, \"l.sock\")\n");
+    for _ in 0..300 {
+        body.push_str("socket(DGRAM)\n");
+    }
+    let _ = write!(
+        body,
+        "accept(l)\nsocketpair(STREAM)\ndup(l)\nclose(c)\ndup(l)\n"
+    );
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = script_file(&d, "many.uds", &body);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_udsim"));
+    cmd.args(["check", &f]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = nix::libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run udsim");
+    let o = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{o}{}", text(&out.stderr));
+    assert!(o.contains("socket(DGRAM) -> EMFILE"), "{o}");
+    assert!(o.contains("accept(l) -> EMFILE"), "{o}");
+    assert!(o.contains("socketpair(STREAM) -> EMFILE"), "{o}");
+    assert!(
+        o.lines().last().is_some_and(|l| l.contains("1 agree")),
+        "{o}"
+    );
+}

@@ -392,6 +392,24 @@ impl Kernel {
         self.fd(name).ok()
     }
 
+    /// How many more descriptors this process may open now: the descriptor numbers below the soft
+    /// RLIMIT_NOFILE that are free (open ones from /proc/self/fd; one above the limit, inherited, takes no
+    /// number below it), or `None` if either cannot be read. The checker hands it to the model at the start of
+    /// each script, so that EMFILE is predicted where the kernel gives it.
+    pub fn fd_budget(&self) -> Option<usize> {
+        let (soft, _) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
+        let soft = usize::try_from(soft).unwrap_or(usize::MAX);
+        let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+        // (read_dir's own descriptor is listed too; it is closed before the script runs.)
+        let listed: Vec<usize> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        let below = listed.iter().filter(|&&fd| fd < soft).count();
+        Some(soft.saturating_sub(below.saturating_sub(1)))
+    }
+
     /// Runs one call. Descriptors it creates are named afterwards with `name_new`.
     pub fn run(&mut self, call: &Call) -> Result<Outcome, KernelError> {
         sys::init()?;

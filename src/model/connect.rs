@@ -109,6 +109,10 @@ impl Model {
     }
 
     pub(super) fn accept(&mut self, sid: SockId, blocking: bool, buf: Option<u32>) -> Prediction {
+        // `__sys_accept4` takes the descriptor number before it asks the socket.
+        if !self.fds_free(1) {
+            return Self::emfile();
+        }
         let s = &self.socks[sid];
         if s.ty == DGRAM {
             return Prediction::err("accept_on_dgram_is_eopnotsupp", Errno::EOPNOTSUPP);

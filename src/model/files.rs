@@ -66,6 +66,9 @@ impl Model {
                 if path.last() == Some(&b'/') || path == b"." {
                     return Prediction::unmodelled("open_creat_of_a_directory_name");
                 }
+                if !self.fds_free(1) {
+                    return Self::emfile();
+                }
                 match self.creating(p, "mkfile_path_lookup") {
                     Err(e) => e,
                     Ok(w) => {

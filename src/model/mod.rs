@@ -135,6 +135,8 @@ pub struct Model {
     /// The script thread's effective uid and gid.
     euid: u32,
     egid: u32,
+    /// How many more descriptors the process may open (RLIMIT_NOFILE less those open), if known.
+    fd_budget: Option<usize>,
 }
 
 impl Model {
@@ -150,11 +152,27 @@ impl Model {
             abstract_names: HashMap::new(),
             next_auto: 0xf0000,
             fresh: Vec::new(),
+            fd_budget: None,
         }
     }
 
     pub fn params(&self) -> &Params {
         &self.params
+    }
+
+    /// Tells the model how many more descriptors the process may open when the script starts (the executor
+    /// measures it); `None`: unlimited, as far as the model knows.
+    pub fn set_fd_budget(&mut self, n: Option<usize>) {
+        self.fd_budget = n;
+    }
+
+    /// rule `emfile_past_rlimit_nofile`: a call that needs `n` new descriptors fails when fewer are free.
+    fn fds_free(&self, n: usize) -> bool {
+        self.fd_budget.is_none_or(|b| b >= n)
+    }
+
+    fn emfile() -> Prediction {
+        Prediction::err("emfile_past_rlimit_nofile", Errno::EMFILE)
     }
 
     /// Forgets every socket and file, keeping the parameters.
@@ -290,6 +308,14 @@ impl Model {
     /// A new descriptor for `id`, to be named by `name_new`.
     fn install(&mut self, id: SockId) {
         self.socks[id].refs += 1;
+        self.take_fd(id);
+    }
+
+    /// A descriptor number for `id` (its reference was counted by the caller).
+    fn take_fd(&mut self, id: SockId) {
+        if let Some(b) = &mut self.fd_budget {
+            *b = b.saturating_sub(1);
+        }
         self.fresh.push(id);
     }
 
@@ -387,6 +413,7 @@ impl Model {
         match call {
             Call::Socket(spec) => match self.check_spec(spec) {
                 Err(p) => p,
+                Ok(_) if !self.fds_free(1) => Self::emfile(),
                 Ok(ty) => {
                     let sid = self.new_sock(self.fresh_sock(ty, spec.blocking));
                     self.install(sid);
@@ -395,6 +422,7 @@ impl Model {
             },
             Call::Socketpair(spec) => match self.check_spec(spec) {
                 Err(p) => p,
+                Ok(_) if !self.fds_free(2) => Self::emfile(),
                 Ok(ty) => {
                     // rule `socketpair_connects_two_unnamed`: two connected sockets, neither bound, each
                     // recording the caller's credentials.
@@ -468,6 +496,7 @@ impl Model {
                 Some(a) => self.connect(sid, &a),
                 None => Prediction::unmodelled("autobind_name_unresolved"),
             },
+            Call::Dup(_) if !self.fds_free(1) => Self::emfile(),
             Call::Dup(_) => {
                 // rule `dup_names_the_same_socket`
                 self.install(sid);
@@ -599,6 +628,9 @@ impl Model {
     /// descriptor refers to it.
     fn close_name(&mut self, name: &str, sid: SockId) -> Prediction {
         self.names.insert(name.to_string(), Handle::Closed);
+        if let Some(b) = &mut self.fd_budget {
+            *b += 1;
+        }
         let released = self.drop_ref(sid);
         let p = if released {
             Prediction::ok("close_releases")

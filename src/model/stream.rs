@@ -274,10 +274,13 @@ impl Model {
         }
         // With SO_PASSCRED the credentials go first and take CMSG_SPACE(12) (or all of a shorter buffer).
         let creds_first = self.socks[sid].passcred;
-        let fit = fds.len().min(shape.max_fds(creds_first));
+        // Those that fit the control buffer and, one by one, the descriptor table (`receive_fd` stops at
+        // EMFILE); the rest are closed.
+        let room = self.fd_budget.unwrap_or(usize::MAX);
+        let fit = fds.len().min(shape.max_fds(creds_first)).min(room);
         for &x in &fds[..fit] {
             // The in-flight reference becomes the new descriptor's.
-            self.fresh.push(x);
+            self.take_fd(x);
         }
         self.drop_fds(fds[fit..].to_vec());
         (fit, fit < fds.len())
