@@ -276,3 +276,37 @@ fn emfile_is_predicted_at_the_right_line() {
         "{o}"
     );
 }
+
+#[test]
+fn a_diverging_script_leaves_no_descriptors_to_the_next() {
+    use std::os::unix::process::CommandExt;
+    // Under RLIMIT_NOFILE 256: the first script opens 200 sockets and diverges; the second needs 200 more.
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut first = String::from("socket(STREAM) -> a\n");
+    first.push_str(&"socket(STREAM)\n".repeat(200));
+    first.push_str("listen(a, 1) -> 0\n");
+    script_file(&d, "1-diverges.uds", &first);
+    let mut second = "socket(STREAM)\n".repeat(200);
+    second.push_str("poll(s199) -> OUT|HUP\n");
+    script_file(&d, "2-next.uds", &second);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_udsim"));
+    cmd.args(["check", &d.path().display().to_string()]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = nix::libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run udsim");
+    let o = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{o}");
+    assert!(o.contains("# 2 scripts: 1 agree, 1 diverge"), "{o}");
+    assert!(!o.contains("EMFILE"), "{o}");
+}
