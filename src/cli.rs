@@ -52,10 +52,12 @@ pub struct CheckArgs {
     /// of the script is kept).
     #[arg(long)]
     pub record: bool,
-    /// With no paths: how many random scripts to explore after the scenarios.
-    #[arg(long, default_value_t = 300)]
-    pub explore_cases: usize,
-    /// With no paths: print every scenario's transcript, not only the failing ones.
+    /// How many random scripts to explore after the scripts: 300 after the bundled scenarios (when no paths are
+    /// given), none after scripts named on the command line unless asked for.
+    #[arg(long)]
+    pub explore_cases: Option<usize>,
+    /// Print every bundled scenario's transcript, not only the failing ones (scripts named on the command line
+    /// always print theirs).
     #[arg(long, short)]
     pub verbose: bool,
 }
@@ -72,7 +74,7 @@ pub struct ExploreArgs {
     /// Calls per script.
     #[arg(long, default_value_t = 40)]
     pub max_ops: usize,
-    /// Where to write the minimal diverging script (default: udsim-divergence-<seed>-<case>.uds).
+    /// Where to write the minimal diverging script (default: `udsim-divergence-<seed>-<case>.uds`).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -277,24 +279,32 @@ pub fn check(args: CheckArgs) -> i32 {
                     .join(", ")
             ));
         }
+        if args.verbose {
+            eprintln!(
+                "udsim: -v changes nothing here: scripts named on the command line always print their transcripts"
+            );
+        }
         if files.len() > 1 && !args.record {
             outln!("# checking {} scripts", files.len());
         }
-        files.iter().try_for_each(|f| match read_script(f) {
-            Ok(text) => run_one(
-                &mut ck,
-                &f.display().to_string(),
-                &text,
-                &args,
-                false,
-                &mut t,
-            ),
-            Err(e) => {
-                eprintln!("udsim: cannot read {}: {e}", f.display());
-                t.errors += 1;
-                Ok(())
-            }
-        })
+        files
+            .iter()
+            .try_for_each(|f| match read_script(f) {
+                Ok(text) => run_one(
+                    &mut ck,
+                    &f.display().to_string(),
+                    &text,
+                    &args,
+                    false,
+                    &mut t,
+                ),
+                Err(e) => {
+                    eprintln!("udsim: cannot read {}: {e}", f.display());
+                    t.errors += 1;
+                    Ok(())
+                }
+            })
+            .and_then(|()| explore_after(&mut ck, &args, &mut t, args.explore_cases.unwrap_or(0)))
     };
     if let Err(e) = res {
         eprintln!("udsim: {e}");
@@ -339,16 +349,23 @@ fn check_bundled(ck: &mut Checker, args: &CheckArgs, t: &mut Tally) -> Result<()
             t,
         )?;
     }
-    if args.explore_cases == 0 || args.record {
+    explore_after(ck, args, t, args.explore_cases.unwrap_or(300))
+}
+
+/// The exploration part of `udsim check`: `cases` random scripts, counted in the tally.
+fn explore_after(
+    ck: &mut Checker,
+    args: &CheckArgs,
+    t: &mut Tally,
+    cases: usize,
+) -> Result<(), CheckError> {
+    if cases == 0 || args.record {
         return Ok(());
     }
     let seed = clock_seed();
-    outln!(
-        "exploring {} random scripts (seed {seed})",
-        args.explore_cases
-    );
+    outln!("exploring {} random scripts (seed {seed})", cases);
     let mut stats = Stats::default();
-    let found = explore(ck, seed, args.explore_cases, 40, &mut stats, |_| {})?;
+    let found = explore(ck, seed, cases, 40, &mut stats, |_| {})?;
     out!("{}", stats.report());
     match found {
         None => t.agree += stats.cases,

@@ -60,14 +60,18 @@ impl Stats {
 
     /// The summary table.
     pub fn report(&self) -> String {
-        let mut out = format!(
-            "{} scripts, {} ops, exact-prediction rate {:.2}% ({} of {} steps had exactly one allowed outcome)\n",
-            self.cases,
-            self.ops,
-            100.0 * self.exact_rate(),
-            self.exact,
-            self.ops
-        );
+        let mut out = if self.ops == 0 {
+            format!("{} scripts, no steps run\n", self.cases)
+        } else {
+            format!(
+                "{} scripts, {} ops, exact-prediction rate {:.2}% ({} of {} steps had exactly one allowed outcome)\n",
+                self.cases,
+                self.ops,
+                100.0 * self.exact_rate(),
+                self.exact,
+                self.ops
+            )
+        };
         out.push_str("outcomes per call:\n");
         for (k, m) in &self.outcomes {
             let parts: Vec<String> = m.iter().map(|(c, n)| format!("{c} {n}")).collect();

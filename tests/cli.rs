@@ -310,3 +310,26 @@ fn a_diverging_script_leaves_no_descriptors_to_the_next() {
     assert!(o.contains("# 2 scripts: 1 agree, 1 diverge"), "{o}");
     assert!(!o.contains("EMFILE"), "{o}");
 }
+
+#[test]
+fn explore_cases_and_verbose_are_not_silently_ignored_with_paths() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = script_file(&d, "seed.uds", SEED);
+    let out = udsim(&["check", "--explore-cases", "5", &f]);
+    let o = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{o}");
+    assert!(o.contains("exploring 5 random scripts"), "{o}");
+    assert!(o.contains("# 6 scripts: 6 agree"), "{o}");
+    let out = udsim(&["check", "-v", &f]);
+    assert!(
+        text(&out.stderr).contains("-v changes nothing here"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = udsim(&["explore", "--cases", "0"]);
+    assert!(
+        text(&out.stdout).contains("0 scripts, no steps run"),
+        "{}",
+        text(&out.stdout)
+    );
+}
