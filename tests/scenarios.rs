@@ -30,6 +30,13 @@ fn library() -> Vec<(String, Script)> {
         .collect()
 }
 
+/// Scenarios that reach a point where the model deliberately stops: a pid it cannot know exists (242), a cycle
+/// of descriptors in flight the kernel collects asynchronously (404).
+const DELIBERATE_STOPS: &[&str] = &[
+    "242-creds-explicit.uds",
+    "404-rights-cycle-left-to-the-collector.uds",
+];
+
 /// One test runs the library on the kernel (scenario 19 holds an abstract name, which is machine-global, so two
 /// threads running it at once would collide): every scenario agrees, and every model rule is shown by one.
 #[test]
@@ -51,7 +58,10 @@ fn every_scenario_agrees_with_the_kernel_and_every_rule_is_shown() {
             continue;
         }
         let run = ck.run(script, Options::default()).expect("runs");
-        if !run.agrees() {
+        // A model that stops ("not modelled") where it should predict would pass on written results alone:
+        // only the scenarios that show a deliberate stop may be partly modelled.
+        let partial_ok = DELIBERATE_STOPS.contains(&name.as_str());
+        if !run.agrees() || (run.unmodelled.is_some() && !partial_ok) {
             failures.push(format!("# == {name}\n{}", udsim::cli::transcript(&run)));
         }
         shown.extend(
