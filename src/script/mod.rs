@@ -353,6 +353,37 @@ impl CallKind {
     }
 }
 
+/// The one list of calls that act on a socket, shared by [`Call::subject`] and [`Call::subject_mut`].
+macro_rules! subject_of {
+    ($call:expr) => {
+        match $call {
+            Call::Bind(s, _)
+            | Call::Listen(s, _)
+            | Call::Accept(s, ..)
+            | Call::Connect(s, _)
+            | Call::Dup(s)
+            | Call::Nonblock(s, _)
+            | Call::Write(s, _)
+            | Call::Read(s, _)
+            | Call::Send(s, ..)
+            | Call::SendTo(s, ..)
+            | Call::SendMsg(s, ..)
+            | Call::Recv(s, ..)
+            | Call::RecvFrom(s, ..)
+            | Call::RecvMsg(s, ..)
+            | Call::Shutdown(s, _)
+            | Call::Close(s)
+            | Call::GetSockName(s, _)
+            | Call::GetPeerName(s, _)
+            | Call::Poll(s)
+            | Call::GetSockOpt(s, _)
+            | Call::SetSockOpt(s, ..)
+            | Call::Ioctl(s, _) => Some(s),
+            _ => None,
+        }
+    };
+}
+
 impl Call {
     pub fn kind(&self) -> CallKind {
         match self {
@@ -413,60 +444,12 @@ impl Call {
 
     /// The socket the call acts on, if any, to rename it.
     pub fn subject_mut(&mut self) -> Option<&mut Name> {
-        match self {
-            Call::Bind(s, _)
-            | Call::Listen(s, _)
-            | Call::Accept(s, ..)
-            | Call::Connect(s, _)
-            | Call::Dup(s)
-            | Call::Nonblock(s, _)
-            | Call::Write(s, _)
-            | Call::Read(s, _)
-            | Call::Send(s, ..)
-            | Call::SendTo(s, ..)
-            | Call::SendMsg(s, ..)
-            | Call::Recv(s, ..)
-            | Call::RecvFrom(s, ..)
-            | Call::RecvMsg(s, ..)
-            | Call::Shutdown(s, _)
-            | Call::Close(s)
-            | Call::GetSockName(s, _)
-            | Call::GetPeerName(s, _)
-            | Call::Poll(s)
-            | Call::GetSockOpt(s, _)
-            | Call::SetSockOpt(s, ..)
-            | Call::Ioctl(s, _) => Some(s),
-            _ => None,
-        }
+        subject_of!(self)
     }
 
     /// The socket the call acts on, if any.
     pub fn subject(&self) -> Option<&Name> {
-        match self {
-            Call::Bind(s, _)
-            | Call::Listen(s, _)
-            | Call::Accept(s, ..)
-            | Call::Connect(s, _)
-            | Call::Dup(s)
-            | Call::Nonblock(s, _)
-            | Call::Write(s, _)
-            | Call::Read(s, _)
-            | Call::Send(s, ..)
-            | Call::SendTo(s, ..)
-            | Call::SendMsg(s, ..)
-            | Call::Recv(s, ..)
-            | Call::RecvFrom(s, ..)
-            | Call::RecvMsg(s, ..)
-            | Call::Shutdown(s, _)
-            | Call::Close(s)
-            | Call::GetSockName(s, _)
-            | Call::GetPeerName(s, _)
-            | Call::Poll(s)
-            | Call::GetSockOpt(s, _)
-            | Call::SetSockOpt(s, ..)
-            | Call::Ioctl(s, _) => Some(s),
-            _ => None,
-        }
+        subject_of!(self)
     }
 
     /// Every name the call uses: its subject and any names in `rights=[...]`.
