@@ -510,12 +510,12 @@ impl Invariants {
                         "wmem_is_queued_truesize: an empty skb waits at socket #{y}"
                     ));
                 }
-                if k.truesize != self.params.truesize(k.data.len()) {
+                if k.truesize != self.params.truesize(k.bytes().len()) {
                     return Err(format!(
                         "wmem_is_queued_truesize: a {}-byte skb at #{y} has truesize {}, not {}",
-                        k.data.len(),
+                        k.bytes().len(),
                         k.truesize,
-                        self.params.truesize(k.data.len())
+                        self.params.truesize(k.bytes().len())
                     ));
                 }
                 charged[k.sender] += k.truesize;
@@ -684,7 +684,7 @@ impl Invariants {
                     ));
                 }
                 if ev.contains(Events::OUT) && !s.shut_wr {
-                    let w = try_call(Call::Write(name.to_string(), b"x".to_vec()))?;
+                    let w = try_call(Call::Write(name.to_string(), b"x"[..].into()))?;
                     if w == eagain {
                         return Err(format!(
                             "poll_predicts_calls: poll said {ev} but write(1 byte) gives EAGAIN"

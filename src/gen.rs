@@ -7,8 +7,8 @@ use crate::check::auto_name;
 use crate::model::socket::{Addr, State};
 use crate::model::{Model, Params};
 use crate::script::{
-    Addr as ScriptAddr, Call, Creds, Flags, How, Ioctl, MsgOut, OptVal, Pid, Script, SockOpt,
-    SockSpec, DGRAM, MSG_DONTWAIT, MSG_EOR, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC,
+    Addr as ScriptAddr, Call, Creds, Flags, How, Ioctl, MsgOut, OptVal, Payload, Pid, Script,
+    SockOpt, SockSpec, DGRAM, MSG_DONTWAIT, MSG_EOR, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC,
     MSG_WAITALL, SEQPACKET, STREAM,
 };
 
@@ -205,7 +205,7 @@ impl<S: Source> Gen<'_, S> {
         self.path()
     }
 
-    fn data(&mut self) -> Vec<u8> {
+    fn data(&mut self) -> Payload {
         let len = match self.src.below(10) {
             0 if self.chance(25) => 0,
             0..=4 => 1 + self.src.below(16),
@@ -215,7 +215,7 @@ impl<S: Source> Gen<'_, S> {
         };
         let byte = b'a' + (self.writes % 26) as u8;
         self.writes += 1;
-        vec![byte; len]
+        vec![byte; len].into()
     }
 
     /// Recipe: a client connected to a listener (made first if there is none), usually accepted too.
@@ -306,11 +306,7 @@ impl<S: Source> Gen<'_, S> {
                             rights.push(self.pick(&live).clone());
                         }
                     }
-                    let d = if self.chance(20) {
-                        Vec::new()
-                    } else {
-                        b"r".to_vec()
-                    };
+                    let d: Payload = if self.chance(20) { &b""[..] } else { &b"r"[..] }.into();
                     let creds = self.chance(15).then(|| {
                         let uid = *self.pick(&[0, 0, 5, -1]);
                         Creds {
@@ -512,7 +508,7 @@ impl<S: Source> Gen<'_, S> {
         f.map(Flags)
     }
 
-    fn dgram_data(&mut self) -> Vec<u8> {
+    fn dgram_data(&mut self) -> Payload {
         let len = match self.src.below(10) {
             0 => 0,
             1..=6 => 1 + self.src.below(16),
@@ -521,7 +517,7 @@ impl<S: Source> Gen<'_, S> {
         };
         let byte = b'a' + (self.writes % 26) as u8;
         self.writes += 1;
-        vec![byte; len]
+        vec![byte; len].into()
     }
 
     fn step_v1(&mut self) {

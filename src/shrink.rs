@@ -64,7 +64,7 @@ fn with_data(l: &Line, d: Vec<u8>) -> Option<Line> {
     if d.len() >= old.len() {
         return None;
     }
-    *old = d;
+    *old = d.into();
     Some(out)
 }
 

@@ -57,7 +57,7 @@ fn values_repetition_concatenation_and_escapes() {
     );
     assert_eq!(
         s.lines[2].call,
-        Call::Write("a".into(), b"abccc\0\t\\\"".to_vec())
+        Call::Write("a".into(), b"abccc\0\t\\\""[..].into())
     );
     assert_eq!(
         s.lines[3].expect,
@@ -315,10 +315,15 @@ fn arb_call() -> impl Strategy<Value = Call> {
             .prop_map(|(n, b, k)| Call::Accept(n, b, k)),
         name().prop_map(Call::Dup),
         (name(), any::<bool>()).prop_map(|(n, b)| Call::Nonblock(n, b)),
-        (name(), bytes()).prop_map(|(n, d)| Call::Write(n, d)),
+        (name(), bytes()).prop_map(|(n, d)| Call::Write(n, d.into())),
         (name(), 0usize..100_000).prop_map(|(n, k)| Call::Read(n, k)),
-        (name(), bytes(), flags()).prop_map(|(n, d, f)| Call::Send(n, d, f)),
-        (name(), bytes(), arb_addr(), oflags()).prop_map(|(n, d, a, f)| Call::SendTo(n, d, a, f)),
+        (name(), bytes(), flags()).prop_map(|(n, d, f)| Call::Send(n, d.into(), f)),
+        (name(), bytes(), arb_addr(), oflags()).prop_map(|(n, d, a, f)| Call::SendTo(
+            n,
+            d.into(),
+            a,
+            f
+        )),
         (
             name(),
             bytes(),
@@ -329,7 +334,7 @@ fn arb_call() -> impl Strategy<Value = Call> {
         )
             .prop_map(|(n, d, to, rights, creds, flags)| Call::SendMsg(
                 n,
-                d,
+                d.into(),
                 MsgOut {
                     to,
                     rights,

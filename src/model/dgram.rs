@@ -116,16 +116,9 @@ impl Model {
         for &f in fds {
             self.socks[f].refs += 1;
         }
-        self.socks[other].rx.push_back(Skb {
-            data: d.to_vec(),
-            consumed: 0,
-            truesize: ts,
-            sender: sid,
-            peeked: false,
-            oob: false,
-            fds: fds.to_vec(),
-            creds,
-        });
+        self.socks[other]
+            .rx
+            .push_back(Skb::new(d, 0..d.len(), ts, sid, fds, creds));
         Prediction::one("dgram_send_queues_one_message", Value::Wrote(d.len()))
     }
 
@@ -178,7 +171,7 @@ impl Model {
         let skb = &self.socks[sid].rx[i];
         let avail = skb.len() - off;
         let copy = n.min(avail);
-        let data = skb.data[skb.consumed + off..skb.consumed + off + copy].to_vec();
+        let data = skb.bytes()[skb.consumed + off..skb.consumed + off + copy].to_vec();
         let from = self.socks[skb.sender]
             .addr
             .as_ref()

@@ -208,15 +208,15 @@ impl Namespace {
             return Err(WalkErr::Outside);
         }
         let slash = path.last() == Some(&b'/');
-        let comps: Vec<&[u8]> = path
-            .split(|&b| b == b'/')
-            .filter(|c| !c.is_empty())
-            .collect();
-        let Some((last, dirs)) = comps.split_last() else {
+        // The components, every one but the last a directory to walk through (no allocation: a path is
+        // looked up on most steps).
+        let mut comps = path.split(|&b| b == b'/').filter(|c| !c.is_empty());
+        let Some(mut last) = comps.next() else {
             return Err(Errno::ENOENT.into());
         };
         let mut cur = start;
-        for d in dirs {
+        for next_comp in comps {
+            let d = std::mem::replace(&mut last, next_comp);
             if !self.permits(cur, cred, MAY_EXEC) {
                 return Err(Errno::EACCES.into());
             }

@@ -122,7 +122,7 @@ impl Model {
                 let n: usize = match s.ty {
                     STREAM => s.inq,
                     crate::script::SEQPACKET => s.rx.iter().map(|k| k.len()).sum(),
-                    _ => s.rx.front().map_or(0, |k| k.data.len()),
+                    _ => s.rx.front().map_or(0, |k| k.bytes().len()),
                 };
                 Prediction::one("siocinq_by_type", Value::Int(n as i64))
             }

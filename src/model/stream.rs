@@ -7,12 +7,15 @@ use crate::script::{
     AddrOut, Errno, Flags, Received, SockAddrBytes, Value, DGRAM, MSG_CMSG_CLOEXEC, MSG_DONTWAIT,
     MSG_EOR, MSG_MORE, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL, STREAM,
 };
-use crate::script::{Creds, MSG_CTRUNC};
+use crate::script::{Creds, Payload, MSG_CTRUNC};
 
 /// One sk_buff in a receive queue.
 #[derive(Clone, Debug)]
 pub struct Skb {
-    pub data: Vec<u8>,
+    /// The send's payload, shared with the call (never copied); this skb's bytes are `data[start..end]`.
+    data: Payload,
+    start: usize,
+    end: usize,
     /// Bytes already read from the front.
     pub consumed: usize,
     /// Memory charged to the sender until the skb is fully read (or dropped).
@@ -29,8 +32,38 @@ pub struct Skb {
 }
 
 impl Skb {
+    /// An skb of `data[range]` from `sender`, charged `truesize`, nothing read or peeked, not OOB.
+    pub(super) fn new(
+        data: &Payload,
+        range: std::ops::Range<usize>,
+        truesize: usize,
+        sender: SockId,
+        fds: &[SockId],
+        creds: Option<Creds>,
+    ) -> Skb {
+        debug_assert!(range.start <= range.end && range.end <= data.len());
+        Skb {
+            data: Payload::clone(data),
+            start: range.start,
+            end: range.end,
+            consumed: 0,
+            truesize,
+            sender,
+            peeked: false,
+            oob: false,
+            fds: fds.to_vec(),
+            creds,
+        }
+    }
+
+    /// All of the skb's bytes, read or not.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    /// Unread bytes.
     pub fn len(&self) -> usize {
-        self.data.len() - self.consumed
+        self.end - self.start - self.consumed
     }
 
     pub fn is_empty(&self) -> bool {
@@ -42,7 +75,7 @@ impl Skb {
 /// control messages.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Out<'a> {
-    pub d: &'a [u8],
+    pub d: &'a Payload,
     pub to: Option<&'a SockAddrBytes>,
     pub flags: Flags,
     /// SCM_RIGHTS: the sockets whose descriptors are sent.
@@ -53,7 +86,7 @@ pub(super) struct Out<'a> {
 
 impl<'a> Out<'a> {
     /// Data alone, as write / send / sendto pass it.
-    pub fn data(d: &'a [u8], to: Option<&'a SockAddrBytes>, flags: Flags) -> Out<'a> {
+    pub fn data(d: &'a Payload, to: Option<&'a SockAddrBytes>, flags: Flags) -> Out<'a> {
         Out {
             d,
             to,
@@ -142,14 +175,14 @@ impl Model {
         }
         // rule `oob_send_is_data_then_one_marked_byte`: all but the last byte go as data, the last byte as its
         // own skb that becomes the receiver's OOB mark.
-        let data = if oob { &d[..d.len() - 1] } else { d };
+        let data_len = if oob { d.len() - 1 } else { d.len() };
         if d.is_empty() {
             return Prediction::one("write_empty_is_zero", Value::Wrote(0));
         }
         let chunk = self.params.chunk(self.socks[sid].sndbuf);
         let waits = self.wait_ms(sid, flags, false) > 0;
         let mut off = 0;
-        while off < data.len() {
+        while off < data_len {
             // rule `write_allocates_before_checking_peer`: a full send buffer answers EAGAIN before a dead peer
             // EPIPE; rule `write_chunks_while_sndbuf_not_full`: skbs of at most `chunk` bytes, each allocated
             // only while the charged memory is below the send buffer, so the last one may overshoot it; a
@@ -168,11 +201,11 @@ impl Model {
                 }
                 break;
             }
-            let c = (data.len() - off).min(chunk);
+            let c = (data_len - off).min(chunk);
             self.queue_stream(
                 sid,
                 peer,
-                &data[off..off + c],
+                (d, off..off + c),
                 false,
                 fds.take().unwrap_or(&[]),
                 creds,
@@ -203,7 +236,7 @@ impl Model {
             self.queue_stream(
                 sid,
                 peer,
-                &d[d.len() - 1..],
+                (d, d.len() - 1..d.len()),
                 true,
                 fds.take().unwrap_or(&[]),
                 creds,
@@ -217,29 +250,24 @@ impl Model {
         &mut self,
         sid: SockId,
         peer: SockId,
-        bytes: &[u8],
+        (data, range): (&Payload, std::ops::Range<usize>),
         oob: bool,
         fds: &[SockId],
         creds: Option<Creds>,
     ) {
         let creds = self.skb_creds(sid, peer, creds);
-        let ts = self.params.truesize(bytes.len());
+        let n = range.len();
+        let ts = self.params.truesize(n);
         self.socks[sid].wmem += ts;
         for &f in fds {
             self.socks[f].refs += 1;
         }
         let p = &mut self.socks[peer];
         p.rx.push_back(Skb {
-            data: bytes.to_vec(),
-            consumed: 0,
-            truesize: ts,
-            sender: sid,
-            peeked: false,
             oob,
-            fds: fds.to_vec(),
-            creds,
+            ..Skb::new(data, range, ts, sid, fds, creds)
         });
-        p.inq += bytes.len();
+        p.inq += n;
     }
 
     /// Removes the skb at `i` from `sid`'s queue and gives its sender the memory back; descriptors still on
@@ -349,7 +377,7 @@ impl Model {
         } else {
             0
         };
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(n.min(self.socks[sid].inq));
         let mut from = AddrOut::NONE;
         // Descriptors received, and whether some did not fit (MSG_CTRUNC).
         let mut rights = (0, false);
@@ -420,7 +448,7 @@ impl Model {
                 let skb = &s.rx[i];
                 let chunk = (skb.len() - skip).min(size);
                 let start = skb.consumed + skip;
-                out.extend_from_slice(&skb.data[start..start + chunk]);
+                out.extend_from_slice(&skb.bytes()[start..start + chunk]);
                 if let Some(a) = &self.socks[skb.sender].addr {
                     from = a.out();
                 }
@@ -538,7 +566,7 @@ impl Model {
             return Prediction::unmodelled("oob_recv_into_no_buffer");
         }
         let skb = &s.rx[i];
-        let byte = skb.data[skb.consumed];
+        let byte = skb.bytes()[skb.consumed];
         let mut i = i;
         if !flags.has(MSG_PEEK) {
             self.socks[sid].rx[i].oob = false;

@@ -215,6 +215,10 @@ impl How {
     }
 }
 
+/// The bytes a send call carries, shared: the model queues slices of it without copying (a 300 kB write
+/// would otherwise be copied into the model's queue on every step), and cloning a call is cheap.
+pub type Payload = std::sync::Arc<[u8]>;
+
 /// One call.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Call {
@@ -228,12 +232,12 @@ pub enum Call {
     Dup(Name),
     /// `nonblock(S, 0 | 1)`.
     Nonblock(Name, bool),
-    Write(Name, Vec<u8>),
+    Write(Name, Payload),
     Read(Name, usize),
-    Send(Name, Vec<u8>, Flags),
+    Send(Name, Payload, Flags),
     /// `sendto(S, DATA, ADDR [, FLAGS])`; FLAGS default `MSG_NOSIGNAL`.
-    SendTo(Name, Vec<u8>, Addr, Option<Flags>),
-    SendMsg(Name, Vec<u8>, MsgOut),
+    SendTo(Name, Payload, Addr, Option<Flags>),
+    SendMsg(Name, Payload, MsgOut),
     Recv(Name, usize, Flags),
     /// `recvfrom(S, N [, FLAGS] [, buf=K])`.
     RecvFrom(Name, usize, Option<Flags>, Option<u32>),
@@ -501,7 +505,7 @@ impl Call {
     }
 
     /// Data the call sends, to cut it (shrinking).
-    pub fn data_mut(&mut self) -> Option<&mut Vec<u8>> {
+    pub fn data_mut(&mut self) -> Option<&mut Payload> {
         match self {
             Call::Write(_, d) | Call::Send(_, d, _) | Call::SendTo(_, d, ..) => Some(d),
             Call::SendMsg(_, d, _) => Some(d),

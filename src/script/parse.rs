@@ -4,7 +4,7 @@
 use super::names::{INT_OPTS, IOCTLS, MSG_FLAGS, OPTS, TYPES};
 use super::{
     Addr, AddrOut, Call, Creds, DataPat, Errno, Events, Expect, ExpectValue, FileKind, Flags, How,
-    Line, MsgOut, OptVal, Pid, RecvPat, Script, SockOpt, SockSpec, Value,
+    Line, MsgOut, OptVal, Payload, Pid, RecvPat, Script, SockOpt, SockSpec, Value,
 };
 use std::fmt;
 
@@ -777,7 +777,7 @@ impl LineParser<'_> {
             "write" => {
                 let s = self.name()?;
                 self.comma()?;
-                Call::Write(s, self.bytes_expr("data", MAX_DATA)?)
+                Call::Write(s, self.bytes_expr("data", MAX_DATA)?.into())
             }
             "read" => {
                 let s = self.name()?;
@@ -787,14 +787,14 @@ impl LineParser<'_> {
             "send" => {
                 let s = self.name()?;
                 self.comma()?;
-                let d = self.bytes_expr("data", MAX_DATA)?;
+                let d: Payload = self.bytes_expr("data", MAX_DATA)?.into();
                 self.comma()?;
                 Call::Send(s, d, self.flags()?)
             }
             "sendto" => {
                 let s = self.name()?;
                 self.comma()?;
-                let d = self.bytes_expr("data", MAX_DATA)?;
+                let d: Payload = self.bytes_expr("data", MAX_DATA)?.into();
                 self.comma()?;
                 let a = self.addr()?;
                 let f = if self.eat(",") {
@@ -807,7 +807,7 @@ impl LineParser<'_> {
             "sendmsg" => {
                 let s = self.name()?;
                 self.comma()?;
-                let d = self.bytes_expr("data", MAX_DATA)?;
+                let d: Payload = self.bytes_expr("data", MAX_DATA)?.into();
                 let mut m = MsgOut::default();
                 while self.eat(",") {
                     self.skip_ws();
