@@ -14,17 +14,17 @@ pub const SOCKADDR_STORAGE: u32 = 128;
 
 /// What a valid address names.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
+pub enum Target<'a> {
     /// A filesystem name: the sun_path bytes up to the first NUL.
-    Bsd(Vec<u8>),
+    Bsd(&'a [u8]),
     /// An abstract name: every sun_path byte within the length (leading NUL included).
-    Abstract(Vec<u8>),
+    Abstract(&'a [u8]),
 }
 
 /// rule `addr_len_over_sockaddr_un_is_einval` / `addr_needs_af_unix`: `unix_validate_addr` — the length must be
 /// over 2 and at most sizeof(sockaddr_un), the family AF_UNIX; then rule `empty_or_nul_led_path_is_abstract`:
 /// a sun_path starting with NUL is abstract.
-pub fn validate(a: &SockAddrBytes) -> Result<Target, (&'static str, Errno)> {
+pub fn validate(a: &SockAddrBytes) -> Result<Target<'_>, (&'static str, Errno)> {
     if a.len > SOCKADDR_STORAGE {
         return Err(("addr_len_over_sockaddr_storage_is_einval", Errno::EINVAL));
     }
@@ -39,11 +39,11 @@ pub fn validate(a: &SockAddrBytes) -> Result<Target, (&'static str, Errno)> {
     }
     let sp = a.sun_path();
     if sp.first() == Some(&0) {
-        Ok(Target::Abstract(sp.to_vec()))
+        Ok(Target::Abstract(sp))
     } else {
         // `unix_mkname_bsd` terminates sun_path at the length, then takes strlen.
         let end = sp.iter().position(|&b| b == 0).unwrap_or(sp.len());
-        Ok(Target::Bsd(sp[..end].to_vec()))
+        Ok(Target::Bsd(&sp[..end]))
     }
 }
 

@@ -17,8 +17,8 @@ impl Model {
         }
         match addr::validate(a) {
             Err((rule, e)) => Prediction::err(rule, e),
-            Ok(Target::Abstract(name)) => self.bind_abstract(sid, name),
-            Ok(Target::Bsd(path)) => self.bind_bsd(sid, &path),
+            Ok(Target::Abstract(name)) => self.bind_abstract(sid, name.to_vec()),
+            Ok(Target::Bsd(path)) => self.bind_bsd(sid, path),
         }
     }
 
@@ -148,7 +148,7 @@ impl Model {
     pub(super) fn find_other(&self, target: &Target, ty: i32) -> Result<SockId, Prediction> {
         let path = match target {
             Target::Abstract(name) => {
-                return match self.abstract_names.get(&(ty, name.clone())) {
+                return match self.abstract_names.get(&(ty, name.to_vec())) {
                     Some(&o) => Ok(o),
                     None => Err(Prediction::err(
                         "connect_abstract_unknown_is_econnrefused",

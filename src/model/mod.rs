@@ -15,6 +15,7 @@ mod connect;
 mod dgram;
 mod files;
 mod fxhash;
+mod names;
 pub mod namespace;
 mod options;
 pub mod params;
@@ -190,7 +191,7 @@ pub const BLOCKING_TIMEOUT_MS: u64 = 100;
 pub struct Model {
     params: Params,
     socks: Vec<Sock>,
-    names: FxHashMap<Name, Handle>,
+    names: names::Names,
     fs: Namespace,
     /// Abstract names in use, per socket type (the kernel hashes the type into the name's bucket, so names
     /// of different types never meet).
@@ -214,7 +215,7 @@ impl Model {
             egid: params.gid,
             params,
             socks: Vec::with_capacity(16),
-            names: FxHashMap::default(),
+            names: names::Names::default(),
             fs: Namespace::new(uid, gid, PRIVATE_DIR_MODE),
             abstract_names: FxHashMap::default(),
             next_auto: 0xf0000,
@@ -251,14 +252,14 @@ impl Model {
     /// The socket behind a live name (`None` once closed).
     pub fn sock_of(&self, name: &str) -> Option<&Sock> {
         match self.names.get(name) {
-            Some(Handle::Open(id)) => self.socks.get(*id),
+            Some(Handle::Open(id)) => self.socks.get(id),
             _ => None,
         }
     }
 
     /// Whether `name` was ever created in this script.
     pub fn knows(&self, name: &str) -> bool {
-        self.names.contains_key(name)
+        self.names.contains(name)
     }
 
     /// Names of the states the live socket `name` is in (several may hold at once), for coverage reports; a
@@ -334,7 +335,6 @@ impl Model {
     fn handle(&self, name: &str) -> Result<Handle, ModelError> {
         self.names
             .get(name)
-            .copied()
             .ok_or_else(|| ModelError::UnknownName(name.to_string()))
     }
 
@@ -360,12 +360,7 @@ impl Model {
 
     fn name_sock(&mut self, name: &str, id: SockId) {
         // A name taken again leaves its old descriptor open but unreachable, exactly as the executor does.
-        match self.names.get_mut(name) {
-            Some(h) => *h = Handle::Open(id),
-            None => {
-                self.names.insert(name.to_string(), Handle::Open(id));
-            }
-        }
+        self.names.set(name, Handle::Open(id));
     }
 
     /// Gives the descriptors the last step created their names, in order (the checker decides the names
@@ -614,7 +609,7 @@ impl Model {
                 let mut fds = Vec::new();
                 for r in m.rights.iter().flatten() {
                     match self.names.get(r) {
-                        Some(Handle::Open(id)) => fds.push(*id),
+                        Some(Handle::Open(id)) => fds.push(id),
                         // rule `rights_of_closed_name_is_ebadf`: scm_send takes a reference to each file.
                         _ => {
                             return Prediction::err("rights_of_closed_name_is_ebadf", Errno::EBADF)
@@ -700,7 +695,7 @@ impl Model {
     /// rule `close_releases_last_descriptor`: closing one descriptor releases the socket only when no other
     /// descriptor refers to it.
     fn close_name(&mut self, name: &str, sid: SockId) -> Prediction {
-        self.names.insert(name.to_string(), Handle::Closed);
+        self.names.set(name, Handle::Closed);
         if let Some(b) = &mut self.fd_budget {
             *b += 1;
         }

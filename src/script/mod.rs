@@ -76,8 +76,9 @@ pub enum Addr {
 /// A `sockaddr` exactly as handed to the kernel: the bytes of the buffer (family first) and the length passed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SockAddrBytes {
-    /// At least 128 bytes (a `sockaddr_storage`), zero-padded, so any length up to 128 reads defined bytes.
-    pub buf: Vec<u8>,
+    /// A `sockaddr_storage`, zero-padded, so any length up to 128 reads defined bytes (the kernel refuses a
+    /// longer length without reading: EINVAL from `move_addr_to_kernel`), held inline.
+    pub buf: [u8; 128],
     pub len: u32,
 }
 
@@ -109,9 +110,10 @@ impl Addr {
         let (family, path, len): (i32, &[u8], u32) = match self {
             Addr::Path(p) => (1, p, v1_len(p.len())),
             Addr::Abstract(d) => {
-                let mut buf = vec![0u8; (3 + d.len()).max(128)];
+                let mut buf = [0u8; 128];
                 buf[..2].copy_from_slice(&1u16.to_ne_bytes());
-                buf[3..3 + d.len()].copy_from_slice(d);
+                let n = d.len().min(128 - 3);
+                buf[3..3 + n].copy_from_slice(&d[..n]);
                 return Some(SockAddrBytes {
                     buf,
                     len: 3 + d.len() as u32,
@@ -125,9 +127,10 @@ impl Addr {
                 (family.unwrap_or(1), p, len.unwrap_or(default))
             }
         };
-        let mut buf = vec![0u8; (2 + path.len() + 1).max(128)];
+        let mut buf = [0u8; 128];
         buf[..2].copy_from_slice(&(family as u16).to_ne_bytes());
-        buf[2..2 + path.len()].copy_from_slice(path);
+        let n = path.len().min(128 - 2);
+        buf[2..2 + n].copy_from_slice(&path[..n]);
         Some(SockAddrBytes { buf, len })
     }
 
