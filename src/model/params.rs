@@ -134,3 +134,175 @@ impl Params {
         ]
     }
 }
+
+/// Parameter sets recorded on real kernels (`udsim params --preset` there), so the model runs without a live
+/// calibration: `(name, text)`. Each was measured, not written by hand; `docs/kernels.md` says where.
+pub const PRESETS: &[(&str, &str)] = &[
+    (
+        "linux-6.18-host",
+        include_str!("presets/linux-6.18-host.params"),
+    ),
+    (
+        "linux-6.1-uml",
+        include_str!("presets/linux-6.1-uml.params"),
+    ),
+    (
+        "linux-6.12-qemu",
+        include_str!("presets/linux-6.12-qemu.params"),
+    ),
+];
+
+impl Params {
+    /// A recorded parameter set by name (see [`PRESETS`]).
+    ///
+    /// ```
+    /// use udsim::model::{Model, Params};
+    /// use udsim::script::{Call, SockSpec, Value, STREAM};
+    ///
+    /// let params = Params::preset("linux-6.18-host").expect("a bundled preset");
+    /// let mut model = Model::new(params);
+    /// let p = model.step(&Call::Socket(SockSpec::of(STREAM))).unwrap();
+    /// assert_eq!(p.allowed[0].value, Value::Created);
+    /// assert_eq!(p.rule, "socket_creates");
+    /// ```
+    pub fn preset(name: &str) -> Option<Params> {
+        let (_, text) = PRESETS.iter().find(|(n, _)| *n == name)?;
+        Some(Params::from_preset(text).expect("bundled presets parse (tested)"))
+    }
+
+    /// Every parameter as text, one `name value` per line (`#` comments allowed when read back); the truesize
+    /// tables in full as `first:truesize` runs. [`Params::from_preset`] reads it back.
+    pub fn to_preset(&self) -> String {
+        let runs = |r: &[(usize, usize)]| {
+            r.iter()
+                .map(|(a, b)| format!("{a}:{b}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut out = String::new();
+        for (name, value) in self.named() {
+            let value = match name {
+                "truesize_runs" => runs(&self.truesize_runs),
+                "dgram_truesize_runs" => runs(&self.dgram_truesize_runs),
+                _ => value,
+            };
+            out.push_str(&format!("{name} {value}\n"));
+        }
+        out
+    }
+
+    /// Reads [`Params::to_preset`]'s text: every parameter exactly once; errors name the line.
+    pub fn from_preset(text: &str) -> Result<Params, String> {
+        let mut vals: Vec<(String, String, usize)> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+            if vals.iter().any(|(n, ..)| n == k) {
+                return Err(format!("line {}: `{k}` given twice", i + 1));
+            }
+            vals.push((k.to_string(), v.trim().to_string(), i + 1));
+        }
+        let get = |k: &str| -> Result<(&str, usize), String> {
+            vals.iter()
+                .find(|(n, ..)| n == k)
+                .map(|(_, v, l)| (v.as_str(), *l))
+                .ok_or_else(|| format!("`{k}` is missing"))
+        };
+        fn num<T: std::str::FromStr>(k: &str, (v, l): (&str, usize)) -> Result<T, String> {
+            v.parse()
+                .map_err(|_| format!("line {l}: `{k}` is not a number: `{v}`"))
+        }
+        fn flag(k: &str, (v, l): (&str, usize)) -> Result<bool, String> {
+            match v {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(format!("line {l}: `{k}` is not true or false: `{v}`")),
+            }
+        }
+        fn runs(k: &str, (v, l): (&str, usize)) -> Result<Vec<(usize, usize)>, String> {
+            let r: Vec<(usize, usize)> = v
+                .split_whitespace()
+                .map(|run| {
+                    let (a, b) = run.split_once(':')?;
+                    Some((a.parse().ok()?, b.parse().ok()?))
+                })
+                .collect::<Option<_>>()
+                .ok_or_else(|| format!("line {l}: `{k}` is not a list of first:truesize runs"))?;
+            if r.is_empty() || r.windows(2).any(|w| w[0].0 >= w[1].0) {
+                return Err(format!(
+                    "line {l}: `{k}` needs runs sorted by their first length"
+                ));
+            }
+            Ok(r)
+        }
+        let p = Params {
+            sndbuf: num("sndbuf", get("sndbuf")?)?,
+            rcvbuf: num("rcvbuf", get("rcvbuf")?)?,
+            wmem_max: num("wmem_max", get("wmem_max")?)?,
+            rmem_max: num("rmem_max", get("rmem_max")?)?,
+            min_sndbuf: num("min_sndbuf", get("min_sndbuf")?)?,
+            min_rcvbuf: num("min_rcvbuf", get("min_rcvbuf")?)?,
+            somaxconn: num("somaxconn", get("somaxconn")?)?,
+            max_dgram_qlen: num("max_dgram_qlen", get("max_dgram_qlen")?)?,
+            max_chunk: num("max_chunk", get("max_chunk")?)?,
+            truesize_runs: runs("truesize_runs", get("truesize_runs")?)?,
+            dgram_truesize_runs: runs("dgram_truesize_runs", get("dgram_truesize_runs")?)?,
+            uid: num("uid", get("uid")?)?,
+            gid: num("gid", get("gid")?)?,
+            overflow_uid: num("overflow_uid", get("overflow_uid")?)?,
+            overflow_gid: num("overflow_gid", get("overflow_gid")?)?,
+            inq_counts_dropped_oob: flag("inq_counts_dropped_oob", get("inq_counts_dropped_oob")?)?,
+            atmark_at_consumed_oob: flag("atmark_at_consumed_oob", get("atmark_at_consumed_oob")?)?,
+            read_stops_at_consumed_oob: flag(
+                "read_stops_at_consumed_oob",
+                get("read_stops_at_consumed_oob")?,
+            )?,
+            siocatmark_stream_only: flag("siocatmark_stream_only", get("siocatmark_stream_only")?)?,
+            dgram_peer_checked_first: flag(
+                "dgram_peer_checked_first",
+                get("dgram_peer_checked_first")?,
+            )?,
+            tick_us: num("tick_us", get("tick_us")?)?,
+        };
+        let known: Vec<&str> = p.named().iter().map(|(n, _)| *n).collect();
+        if let Some((k, _, l)) = vals.iter().find(|(n, ..)| !known.contains(&n.as_str())) {
+            return Err(format!("line {l}: `{k}` is not a parameter"));
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_parses_and_prints_back_the_same() {
+        for (name, text) in PRESETS {
+            let p = Params::from_preset(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(Params::from_preset(&p.to_preset()), Ok(p.clone()), "{name}");
+            assert_eq!(Params::preset(name), Some(p));
+        }
+        assert_eq!(Params::preset("linux-2.4"), None);
+    }
+
+    #[test]
+    fn bad_preset_text_is_an_error_naming_the_line() {
+        let good = PRESETS[0].1;
+        let swap = |from: &str, to: &str| good.replacen(from, to, 1);
+        let e = |t: &str| Params::from_preset(t).unwrap_err();
+        assert!(e(&swap("sndbuf ", "sndbuf x")).contains("`sndbuf` is not a number"));
+        assert!(e(&good.replace("tick_us", "# tick_us")).contains("`tick_us` is missing"));
+        assert!(e(&format!("{good}tick_us 1\n")).contains("given twice"));
+        assert!(e(&format!("{good}colour blue\n")).contains("`colour` is not a parameter"));
+        assert!(e(&swap(
+            "inq_counts_dropped_oob true",
+            "inq_counts_dropped_oob yes"
+        ))
+        .contains("not true or false"));
+        assert!(e(&swap("truesize_runs ", "truesize_runs 9:1 1:2 ")).contains("sorted"));
+    }
+}
