@@ -25,8 +25,9 @@ pub struct Step {
 /// Why a script stopped early.
 #[derive(Clone, Debug)]
 pub enum Stop {
-    /// The kernel gave an outcome the model does not allow, or one the script's written result rejects.
-    Divergence(Divergence),
+    /// The kernel gave an outcome the model does not allow, or one the script's written result rejects
+    /// (boxed: it holds two outcomes and a prediction, and most runs never stop).
+    Divergence(Box<Divergence>),
     /// The script itself is wrong (e.g. a name no earlier line created).
     ScriptError { line_no: usize, msg: String },
 }
@@ -69,7 +70,7 @@ impl Run {
 
     pub fn divergence(&self) -> Option<&Divergence> {
         match &self.stop {
-            Some(Stop::Divergence(d)) => Some(d),
+            Some(Stop::Divergence(d)) => Some(d.as_ref()),
             _ => None,
         }
     }
@@ -354,14 +355,14 @@ pub fn run_with(
             .is_some_and(|p| p.is_modelled() && !p.allows(&kout));
         let expectation_fails = line.expect.as_ref().is_some_and(|e| !e.admits(&kout));
         if (model_disagrees || expectation_fails) && run.stop.is_none() {
-            run.stop = Some(Stop::Divergence(Divergence {
+            run.stop = Some(Stop::Divergence(Box::new(Divergence {
                 step: idx,
                 line_no: line.line_no,
                 kernel: kout.clone(),
                 model: prediction.clone(),
                 model_disagrees,
                 expectation_fails,
-            }));
+            })));
             model_live = false;
         }
         run.steps.push(Step {
@@ -527,4 +528,153 @@ pub fn unmet(params: &Params, reqs: &[(String, String)]) -> Option<String> {
             )
         })
     })
+}
+
+/// Runs `work(checker, i)` for `i = 0, 1, 2, …` while `claim(i)` says so, spread over `jobs` threads, and hands
+/// each result to `emit` in index order (so what is printed does not depend on `jobs`); `emit` returning
+/// false stops the run (cases already running finish, later ones are not started). Indices are claimed in
+/// order under one lock and once `claim` says no nobody claims again, so the results handed on always form a
+/// prefix `0..n`.
+///
+/// With one job everything runs on the calling thread with `main`, as before `--jobs` existed. With more,
+/// each thread makes its own `Checker` (the executor is bound to the thread that runs it: its fs context,
+/// network namespace, signal mask and credentials are per thread); all of them are made before any script
+/// runs, so that the descriptors the others hold do not change under a script's RLIMIT_NOFILE budget. On a
+/// checker error at case `i` the results before `i` are handed on and the error returned. Returns whether
+/// the run went to its end (`false`: `emit` stopped it).
+pub fn run_ordered<R, W, E>(
+    main: &mut Checker,
+    jobs: usize,
+    claim: &(dyn Fn(usize) -> bool + Sync),
+    work: W,
+    mut emit: E,
+) -> Result<bool, CheckError>
+where
+    R: Send,
+    W: Fn(&mut Checker, usize) -> Result<R, CheckError> + Sync,
+    E: FnMut(usize, R) -> bool,
+{
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Condvar, Mutex};
+    if jobs <= 1 {
+        let mut i = 0;
+        while claim(i) {
+            let r = work(main, i)?;
+            if !emit(i, r) {
+                return Ok(false);
+            }
+            i += 1;
+        }
+        return Ok(true);
+    }
+    // The next index to claim, `None` once `claim` said no (or the run was stopped).
+    let next = Mutex::new(Some(0usize));
+    let take = || {
+        let mut g = next.lock().unwrap_or_else(|e| e.into_inner());
+        let i = (*g)?;
+        if claim(i) {
+            *g = Some(i + 1);
+            Some(i)
+        } else {
+            *g = None;
+            None
+        }
+    };
+    let stop = || *next.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    let setup_failed = AtomicBool::new(false);
+    let setup_error: Mutex<Option<CheckError>> = Mutex::new(None);
+    // (checkers made, threads started once all are): every thread waits until each has made its checker.
+    let ready = (Mutex::new((0usize, None::<usize>)), Condvar::new());
+    let (tx, rx) = mpsc::channel::<(usize, Result<R, CheckError>)>();
+    std::thread::scope(|s| {
+        let mut started = 0;
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let (take, work, ready) = (&take, &work, &ready);
+            let (setup_failed, setup_error) = (&setup_failed, &setup_error);
+            let spawned = std::thread::Builder::new()
+                .name("udsim-check".into())
+                // As much stack as the main thread has (deep scripts, the model's recursion).
+                .stack_size(8 << 20)
+                .spawn_scoped(s, move || {
+                    let ck = Checker::new();
+                    if ck.is_err() {
+                        setup_failed.store(true, Ordering::SeqCst);
+                    }
+                    {
+                        let (m, cv) = ready;
+                        let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+                        g.0 += 1;
+                        cv.notify_all();
+                        while g.1.is_none_or(|total| g.0 < total) {
+                            g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
+                    let mut ck = match ck {
+                        Ok(c) if !setup_failed.load(Ordering::SeqCst) => c,
+                        Ok(_) => return,
+                        Err(e) => {
+                            *setup_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                            return;
+                        }
+                    };
+                    while let Some(i) = take() {
+                        let r = work(&mut ck, i);
+                        let failed = r.is_err();
+                        if tx.send((i, r)).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    setup_failed.store(true, Ordering::SeqCst);
+                    *setup_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(CheckError::Kernel(KernelError::Setup(format!(
+                            "cannot start a checker thread: {e}"
+                        ))));
+                    break;
+                }
+            }
+        }
+        {
+            let (m, cv) = &ready;
+            m.lock().unwrap_or_else(|e| e.into_inner()).1 = Some(started);
+            cv.notify_all();
+        }
+        drop(tx);
+        let mut pending = std::collections::BTreeMap::new();
+        let mut want = 0usize;
+        let mut result = Ok(true);
+        'recv: for (i, r) in rx.iter() {
+            pending.insert(i, r);
+            while let Some(r) = pending.remove(&want) {
+                match r {
+                    Ok(v) => {
+                        if !emit(want, v) {
+                            stop();
+                            result = Ok(false);
+                            break 'recv;
+                        }
+                    }
+                    Err(e) => {
+                        stop();
+                        result = Err(e);
+                        break 'recv;
+                    }
+                }
+                want += 1;
+            }
+        }
+        // Threads still running see the stop at their next claim; their sends fail once `rx` is gone.
+        drop(rx);
+        result
+    })
+    .and_then(
+        |done| match setup_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(done),
+        },
+    )
 }

@@ -1,65 +1,147 @@
 //! The `check` and `explore` subcommands.
 
+mod bless;
+mod report;
+
 use crate::check::{
-    describe, recorded_script, transcript_line, CheckError, Checker, Options, Run, Stop,
+    describe, recorded_script, run_ordered, transcript_line, CheckError, Checker, Options, Run,
+    Stop,
 };
-use crate::explore::{explore, Stats};
+use crate::explore::{explore_plan, Plan, Stats};
 use crate::script::{fmt_script, parse, Script};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-/// Writes a line to stdout; a closed stdout (`udsim check | head -1`) ends the run quietly, with the exit
-/// status of what was checked so far unknown: 0, as a reader that stopped reading asked for no more.
-macro_rules! outln {
-    ($($t:tt)*) => {{
-        let mut o = std::io::stdout().lock();
-        if writeln!(o, $($t)*).is_err() {
-            std::process::exit(EXIT_OK);
-        }
-    }};
-}
-
-/// `print!` that ends quietly on a closed stdout.
-macro_rules! out {
-    ($($t:tt)*) => {{
-        let mut o = std::io::stdout().lock();
-        if write!(o, $($t)*).and_then(|()| o.flush()).is_err() {
-            std::process::exit(EXIT_OK);
-        }
-    }};
-}
-
-/// A write to stdout that failed (a closed pipe) ends the run quietly.
-fn quit_on_err(r: std::io::Result<()>) {
-    if r.is_err() {
-        std::process::exit(EXIT_OK);
-    }
-}
+// A closed stdout (`udsim check | head -1`) ends a run quietly, with the exit status of what was checked so
+// far unknown: 0, as a reader that stopped reading asked for no more. The run stops and returns (rather than
+// calling process::exit), so the executors' private directories are removed.
 
 /// Exit codes.
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_DIVERGED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 
+/// How results are printed on stdout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Transcripts and a summary line, for people (the default).
+    #[default]
+    Text,
+    /// JSON Lines: one object per script, then one summary object (see `udsim check --help`).
+    Json,
+}
+
+/// `--jobs N`: a whole number from 1 up.
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("the number of jobs must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "`{s}` is not a number of jobs (a whole number from 1 up)"
+        )),
+    }
+}
+
+/// `--duration`: a number of seconds or minutes: `90s`, `1.5m`, `60` (seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let scale = match unit.trim() {
+        "s" | "sec" | "secs" => 1.0,
+        "m" | "min" | "mins" => 60.0,
+        _ => {
+            return Err(format!(
+                "`{s}` is not a duration: write seconds or minutes, e.g. 90s, 1.5m or 60 (seconds)"
+            ))
+        }
+    };
+    let v: f64 = num.parse().map_err(|_| {
+        format!("`{s}` is not a duration: write seconds or minutes, e.g. 90s, 1.5m or 60 (seconds)")
+    })?;
+    let secs = v * scale;
+    if secs <= 0.0 {
+        return Err(format!("`{s}`: the duration must be more than 0"));
+    }
+    // About 30 years: anything longer is a typo, and the deadline must fit an Instant.
+    if secs > 1e9 {
+        return Err(format!("`{s}`: the duration is too long"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
+}
+
+const CHECK_HELP: &str = "\
+Arguments: an argument that exists on disk, is `-`, contains a `/` or ends in `.uds` is a PATH (a missing
+one is an error); any other word is a FILTER that selects the bundled scenarios whose file name contains it
+(ignoring case; one that selects none is an error; `udsim check --list WORD` shows what it selects). So
+`udsim check backlog` runs the bundled backlog scenarios, `udsim check ./backlog` the file or directory
+`backlog`. With no arguments: every bundled scenario, then a short exploration.
+
+Output: `--format text` (the default) prints transcripts and a summary line. `--format json` prints JSON
+Lines on stdout: one object per script, in order, with \"type\": \"script\", \"path\", \"verdict\" (agree,
+diverge, partly-modelled, skipped, error), \"lines\" (lines run), and for a divergence \"divergence\":
+{\"line\", \"call\", \"kernel\", \"model_allowed\", \"rule\", \"written\", …}; then one object with
+\"type\": \"summary\", \"counts\" per verdict (as the text summary counts them, explored scripts included),
+\"exploration\" (its statistics, when one ran) and \"exit_code\". `--junit FILE` also writes JUnit XML, one
+<testcase> per script. `-q` prints only failures and the summary (in either format).
+
+Exit status: 0 when model and kernel agree everywhere, 1 on a divergence, 2 on a usage or script error.";
+
 /// Arguments of `udsim check`.
 #[derive(Debug, Args)]
+#[command(after_long_help = CHECK_HELP)]
 pub struct CheckArgs {
-    /// Scripts (.uds files, `-` for standard input) or directories of them. None: the bundled scenarios plus a
-    /// short exploration.
+    /// Scripts (.uds files, `-` for standard input), directories of them, or name filters for the bundled
+    /// scenarios (`--help` says how they are told apart). None: the bundled scenarios plus a short
+    /// exploration.
+    #[arg(value_name = "PATH|FILTER")]
     pub paths: Vec<PathBuf>,
     /// Print each script with the kernel's results written in (continues past a divergence; the header comment
     /// of the script is kept).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["bless", "junit", "quiet"])]
     pub record: bool,
+    /// Rewrite each script FILE named (or found in a directory named) in place with the kernel's results
+    /// written in where its written result is wrong or missing, keeping every comment and every line that
+    /// holds; then check the rewritten file. Atomic (a temporary file in the same directory, renamed over
+    /// it); never standard input or the bundled scenarios. Says on stderr which files were rewritten.
+    #[arg(long)]
+    pub bless: bool,
     /// How many random scripts to explore after the scripts: 300 after the bundled scenarios (when no paths are
     /// given), none after scripts named on the command line unless asked for.
     #[arg(long)]
     pub explore_cases: Option<usize>,
+    /// Seed of the exploration's random generator (default: from the clock; printed either way).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Print every bundled scenario's transcript, not only the failing ones (scripts named on the command line
     /// always print theirs).
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "quiet")]
     pub verbose: bool,
+    /// Print only failures (divergences, script errors) and the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write a JUnit XML report to FILE: one <testcase> per script (classname: its directory, name: its
+    /// file name) and one for the exploration; <failure> for a divergence, <error> for a script error,
+    /// <skipped> for a skipped script.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// List the bundled scenarios (name and the first line of the header comment), or those the FILTER words
+    /// select; check nothing.
+    #[arg(long, conflicts_with_all = ["record", "bless", "junit", "explore_cases", "seed", "verbose", "quiet", "jobs"])]
+    pub list: bool,
+    /// Scripts checked at once, each thread with its own executor (default: the number of CPUs; fewer where
+    /// RLIMIT_NOFILE is under 1024 per job, one where scripts cannot have network namespaces of their own).
+    /// Output, verdicts and statistics are the same whatever N.
+    #[arg(long, short, value_name = "N", value_parser = parse_jobs)]
+    pub jobs: Option<usize>,
 }
 
 /// Arguments of `udsim explore`.
@@ -68,15 +150,26 @@ pub struct ExploreArgs {
     /// Seed of the random generator (default: from the clock; printed either way).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Number of scripts.
-    #[arg(long, default_value_t = 1000)]
-    pub cases: usize,
+    /// Number of scripts [default: 1000; with --duration: as many as fit, or at most N if given].
+    #[arg(long)]
+    pub cases: Option<usize>,
+    /// Run until this much time is up instead of a fixed number of scripts: seconds or minutes, e.g. 90s,
+    /// 1.5m, 60 (seconds). The scripts run are always cases 0..n of the seed.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
     /// Calls per script.
     #[arg(long, default_value_t = 40)]
     pub max_ops: usize,
     /// Where to write the minimal diverging script (default: `udsim-divergence-<seed>-<case>.uds`).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Scripts run at once (default: the number of CPUs, as for `udsim check`). Case i's script depends only
+    /// on the seed and i, so the statistics for a given seed and --cases are the same whatever N.
+    #[arg(long, short, value_name = "N", value_parser = parse_jobs)]
+    pub jobs: Option<usize>,
+    /// Output format on stdout: `json` prints one summary object (statistics, speed, any divergence).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 fn fail(msg: impl std::fmt::Display) -> i32 {
@@ -95,25 +188,143 @@ pub fn transcript(run: &Run) -> String {
     out
 }
 
-fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut files = Vec::new();
-    for p in paths {
-        if p.as_os_str() == "-" {
-            files.push(p.clone());
-            continue;
+/// One script to check: its name as printed, its text (or why it could not be read), and the file it came
+/// from (`None` for standard input and the bundled scenarios).
+struct Item {
+    name: String,
+    text: Result<Cow<'static, str>, String>,
+    file: Option<PathBuf>,
+}
+
+/// Whether a command-line argument names a path (else it is a filter on the bundled scenarios' names).
+fn names_a_path(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let b = p.as_os_str().as_bytes();
+    b == b"-"
+        || std::fs::symlink_metadata(p).is_ok()
+        || b.contains(&b'/')
+        || b.ends_with(b".uds")
+        || p.to_str().is_none()
+}
+
+/// Whether the bundled scenario `name` is selected by the filter `word` (substring, ignoring ASCII case).
+fn selects(word: &str, name: &str) -> bool {
+    name.to_ascii_lowercase()
+        .contains(&word.to_ascii_lowercase())
+}
+
+const BUNDLED: &str = "the bundled scenarios";
+
+fn no_match(word: &str) -> String {
+    format!(
+        "no file or directory `{word}`, and no bundled scenario's name contains `{word}` (`udsim check --list` lists them)"
+    )
+}
+
+/// The scripts the command line names, in order.
+fn collect_items(args: &CheckArgs) -> Result<Vec<Item>, String> {
+    if args.paths.is_empty() {
+        if args.bless {
+            return Err(
+                "--bless rewrites script files in place: name them (it never rewrites the bundled scenarios or standard input unasked)"
+                    .into(),
+            );
         }
-        let meta =
-            std::fs::metadata(p).map_err(|e| format!("cannot read {}: {}", p.display(), e))?;
-        if meta.is_dir() {
-            let mut v = Vec::new();
-            walk_dir(p, &mut v)?;
-            v.sort();
-            files.extend(v);
+        return Ok(crate::scenarios::SCENARIOS
+            .iter()
+            .map(|(n, t)| Item {
+                name: format!("scenarios/{n}"),
+                text: Ok(Cow::Borrowed(*t)),
+                file: None,
+            })
+            .collect());
+    }
+    let mut items = Vec::new();
+    let mut picked = std::collections::HashSet::new();
+    let mut blessed = std::collections::HashSet::new();
+    let mut file = |p: PathBuf, items: &mut Vec<Item>| {
+        if args.bless {
+            // The same file twice (named and found in a directory) is rewritten once.
+            let key = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+            if !blessed.insert(key) {
+                return;
+            }
+        }
+        items.push(Item {
+            name: p.display().to_string(),
+            text: std::fs::read_to_string(&p)
+                .map(Cow::Owned)
+                .map_err(|e| format!("cannot read {}: {e}", p.display())),
+            file: Some(p),
+        });
+    };
+    for p in &args.paths {
+        if p.as_os_str() == "-" {
+            if args.bless {
+                return Err(
+                    "--bless cannot rewrite standard input (`-`): name the file (or use --record to print the recorded script)"
+                        .into(),
+                );
+            }
+            let mut s = String::new();
+            let text = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map(|_| Cow::Owned(s))
+                .map_err(|e| format!("cannot read -: {e}"));
+            items.push(Item {
+                name: "-".into(),
+                text,
+                file: None,
+            });
+        } else if names_a_path(p) {
+            let meta =
+                std::fs::metadata(p).map_err(|e| format!("cannot read {}: {}", p.display(), e))?;
+            if meta.is_dir() {
+                let mut v = Vec::new();
+                walk_dir(p, &mut v)?;
+                v.sort();
+                for f in v {
+                    file(f, &mut items);
+                }
+            } else {
+                file(p.clone(), &mut items);
+            }
         } else {
-            files.push(p.clone());
+            let word = p.to_string_lossy();
+            if args.bless {
+                return Err(format!(
+                    "--bless never rewrites {BUNDLED} (`{word}` names no file, so it is a filter on their names): name the file, e.g. scenarios/NAME.uds"
+                ));
+            }
+            let mut any = false;
+            for (n, t) in crate::scenarios::SCENARIOS {
+                if selects(&word, n) {
+                    any = true;
+                    if picked.insert(*n) {
+                        items.push(Item {
+                            name: format!("scenarios/{n}"),
+                            text: Ok(Cow::Borrowed(*t)),
+                            file: None,
+                        });
+                    }
+                }
+            }
+            if !any {
+                return Err(no_match(&word));
+            }
         }
     }
-    Ok(files)
+    // Zero scripts checked is no success: a CI job pointed at the wrong directory must not go green.
+    if items.is_empty() {
+        return Err(format!(
+            "no .uds scripts found in {}",
+            args.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(items)
 }
 
 /// Every `.uds` file under `dir`, subdirectories included.
@@ -131,8 +342,78 @@ fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
+/// What became of one script, as the summary counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Agree,
+    /// Agreed, but the model did not cover every line (those were checked against written results only).
+    PartlyModelled,
+    /// Not run: the script requires host parameters this kernel does not have.
+    Skipped,
+    Diverge,
+    /// The script could not be read or parsed, has no calls, or names a socket no line created.
+    Error,
+}
+
+impl Verdict {
+    /// The name in JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Agree => "agree",
+            Verdict::PartlyModelled => "partly-modelled",
+            Verdict::Skipped => "skipped",
+            Verdict::Diverge => "diverge",
+            Verdict::Error => "error",
+        }
+    }
+
+    fn is_failure(self) -> bool {
+        matches!(self, Verdict::Diverge | Verdict::Error)
+    }
+}
+
+/// One script's result, made by the thread that checked it and printed in order by the main thread.
+pub struct Report {
+    name: String,
+    verdict: Verdict,
+    /// What `--format text` prints on stdout for it (as it always has).
+    text: String,
+    /// Lines for stderr.
+    errs: Vec<String>,
+    run: Option<Run>,
+    /// Why it was skipped, or its error.
+    reason: Option<String>,
+    secs: f64,
+    /// With `--bless`: how many lines were rewritten.
+    blessed: Option<usize>,
+}
+
+impl Report {
+    fn error(name: &str, reason: String) -> Report {
+        Report {
+            name: name.to_string(),
+            verdict: Verdict::Error,
+            text: String::new(),
+            errs: vec![format!("udsim: {reason}")],
+            run: None,
+            reason: Some(reason),
+            secs: 0.0,
+            blessed: None,
+        }
+    }
+
+    /// What `-q` prints for it: the transcript of a failure.
+    fn failure_text(&self) -> String {
+        match (&self.run, self.verdict) {
+            (Some(run), Verdict::Diverge) => format!("# == {}\n{}\n", self.name, transcript(run)),
+            (Some(run), Verdict::Error) => format!("# == {}\n{}", self.name, transcript(run)),
+            _ => String::new(),
+        }
+    }
+}
+
 #[derive(Default)]
-struct Tally {
+pub struct Tally {
     agree: usize,
     /// Agreed, but the model did not cover every line (those were checked against written results only).
     partial: usize,
@@ -152,69 +433,100 @@ impl Tally {
             EXIT_OK
         }
     }
+
+    fn total(&self) -> usize {
+        self.agree + self.partial + self.skipped + self.diverge + self.errors
+    }
+
+    fn count(&mut self, v: Verdict) {
+        match v {
+            Verdict::Agree => self.agree += 1,
+            Verdict::PartlyModelled => self.partial += 1,
+            Verdict::Skipped => self.skipped += 1,
+            Verdict::Diverge => self.diverge += 1,
+            Verdict::Error => self.errors += 1,
+        }
+    }
 }
 
-fn run_one(
-    ck: &mut Checker,
-    name: &str,
-    text: &str,
-    args: &CheckArgs,
-    quiet: bool,
-    t: &mut Tally,
-) -> Result<(), CheckError> {
+/// How scripts are checked and their text output laid out.
+#[derive(Clone, Copy)]
+struct Ctx {
+    record: bool,
+    bless: bool,
+    /// Bundled scenarios without `-v`: a one-line `# ok` for those that agree.
+    brief: bool,
+    /// `--record` prints `# == NAME` before each script (more than one script may be printed).
+    record_header: bool,
+}
+
+/// Checks one script.
+fn evaluate(ck: &mut Checker, item: &Item, cx: &Ctx) -> Result<Report, CheckError> {
+    let start = Instant::now();
+    let mut r = match &item.text {
+        Err(e) => Report::error(&item.name, e.clone()),
+        Ok(text) if cx.bless => bless_one(ck, item, text, cx)?,
+        Ok(text) => evaluate_text(ck, &item.name, text, cx)?,
+    };
+    r.secs = start.elapsed().as_secs_f64();
+    Ok(r)
+}
+
+/// Checks one script's text; `text` is what `--format text` has always printed for it.
+fn evaluate_text(ck: &mut Checker, name: &str, text: &str, cx: &Ctx) -> Result<Report, CheckError> {
+    use std::fmt::Write as _;
     let script = match parse(text) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("udsim: {name}: {e}");
-            t.errors += 1;
-            return Ok(());
-        }
+        Err(e) => return Ok(Report::error(name, format!("{name}: {e}"))),
     };
     if script.lines.is_empty() {
-        eprintln!("udsim: {name}: the script has no calls (only blank lines and comments)");
-        t.errors += 1;
-        return Ok(());
-    }
-    if let Some(why) = crate::check::unmet(ck.params(), &crate::check::requirements(text)) {
-        t.skipped += 1;
-        let mut out = std::io::stdout().lock();
-        quit_on_err(writeln!(
-            out,
-            "# == {name}\n# skipped: the script requires {why}\n"
+        return Ok(Report::error(
+            name,
+            format!("{name}: the script has no calls (only blank lines and comments)"),
         ));
-        return Ok(());
     }
-    let run = ck.run(
-        &script,
-        Options {
-            record: args.record,
-        },
-    )?;
-    let mut out = std::io::stdout().lock();
-    if args.record {
-        if args.paths.len() != 1 || std::path::Path::new(&args.paths[0]).is_dir() {
-            quit_on_err(writeln!(out, "# == {name}"));
+    let mut r = Report {
+        name: name.to_string(),
+        verdict: Verdict::Agree,
+        text: String::new(),
+        errs: Vec::new(),
+        run: None,
+        reason: None,
+        secs: 0.0,
+        blessed: None,
+    };
+    if let Some(why) = crate::check::unmet(ck.params(), &crate::check::requirements(text)) {
+        r.verdict = Verdict::Skipped;
+        r.text = format!("# == {name}\n# skipped: the script requires {why}\n\n");
+        r.reason = Some(format!("the script requires {why}"));
+        return Ok(r);
+    }
+    let run = ck.run(&script, Options { record: cx.record })?;
+    let out = &mut r.text;
+    if cx.record {
+        if cx.record_header {
+            let _ = writeln!(out, "# == {name}");
         }
         // The script's header comment is kept, so `--record draft.uds > scenarios/x.uds` keeps its story.
         for l in text
             .lines()
             .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
         {
-            quit_on_err(writeln!(out, "{l}"));
+            let _ = writeln!(out, "{l}");
         }
-        quit_on_err(write!(out, "{}", fmt_script(&recorded_script(&run))));
-        quit_on_err(write!(out, "{}", describe(&run)));
-    } else if !quiet || !run.agrees() {
-        quit_on_err(writeln!(out, "# == {name}"));
-        quit_on_err(write!(out, "{}", transcript(&run)));
+        out.push_str(&fmt_script(&recorded_script(&run)));
+        out.push_str(&describe(&run));
+    } else if !cx.brief || !run.agrees() {
+        let _ = writeln!(out, "# == {name}");
+        out.push_str(&transcript(&run));
     }
     match &run.stop {
         None if run.unmodelled.is_some() => {
-            t.partial += 1;
-            if !args.record {
-                if quiet {
-                    quit_on_err(writeln!(out, "# == {name}"));
-                    quit_on_err(write!(out, "{}", transcript(&run)));
+            r.verdict = Verdict::PartlyModelled;
+            if !cx.record {
+                if cx.brief {
+                    let _ = writeln!(out, "# == {name}");
+                    out.push_str(&transcript(&run));
                 }
                 let _ = writeln!(
                     out,
@@ -224,158 +536,473 @@ fn run_one(
             }
         }
         None => {
-            t.agree += 1;
-            if quiet && !args.record {
-                quit_on_err(writeln!(out, "# ok   {name} ({} lines)", run.steps.len()));
-            } else if !args.record {
-                quit_on_err(writeln!(out, "# ok: {} lines agree\n", run.steps.len()));
+            r.verdict = Verdict::Agree;
+            if cx.brief && !cx.record {
+                let _ = writeln!(out, "# ok   {name} ({} lines)", run.steps.len());
+            } else if !cx.record {
+                let _ = writeln!(out, "# ok: {} lines agree\n", run.steps.len());
             }
         }
         Some(Stop::Divergence(_)) => {
-            t.diverge += 1;
-            let _ = writeln!(out);
+            r.verdict = Verdict::Diverge;
+            out.push('\n');
         }
         Some(Stop::ScriptError { line_no, msg }) => {
-            t.errors += 1;
-            eprintln!("udsim: {name}: line {line_no}: {msg}");
+            r.verdict = Verdict::Error;
+            r.reason = Some(format!("line {line_no}: {msg}"));
+            r.errs.push(format!("udsim: {name}: line {line_no}: {msg}"));
         }
     }
-    Ok(())
+    r.run = Some(run);
+    Ok(r)
 }
 
-/// A script file's text; `-` is standard input.
-fn read_script(f: &Path) -> std::io::Result<String> {
-    if f.as_os_str() == "-" {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
-        Ok(s)
-    } else {
-        std::fs::read_to_string(f)
+/// `--bless` on one file: record its run, rewrite the lines whose written result the kernel does not
+/// satisfy, write the file atomically, and check the rewritten text. A script that does not parse, has no
+/// calls, is skipped here or stops on a script error is left as it is and reported as checking it would be.
+fn bless_one(ck: &mut Checker, item: &Item, text: &str, cx: &Ctx) -> Result<Report, CheckError> {
+    let name = &item.name;
+    let Some(path) = &item.file else {
+        return Ok(Report::error(
+            name,
+            format!("{name}: --bless rewrites files only"),
+        ));
+    };
+    let check = Ctx {
+        bless: false,
+        ..*cx
+    };
+    let not_blessed = |mut r: Report| {
+        r.errs
+            .push(format!("udsim: {name}: not rewritten (--bless)"));
+        Ok(r)
+    };
+    let script = match parse(text) {
+        Ok(s) if !s.lines.is_empty() => s,
+        _ => return not_blessed(evaluate_text(ck, name, text, &check)?),
+    };
+    if crate::check::unmet(ck.params(), &crate::check::requirements(text)).is_some() {
+        return not_blessed(evaluate_text(ck, name, text, &check)?);
     }
+    let rec = ck.run(&script, Options { record: true })?;
+    if matches!(rec.stop, Some(Stop::ScriptError { .. })) {
+        return not_blessed(evaluate_text(ck, name, text, &check)?);
+    }
+    let (new, n) = bless::rewrite(text, &rec);
+    let note = if n == 0 {
+        format!("udsim: {name}: every written result holds; not rewritten")
+    } else {
+        // Written in, a result can make a later line wrong (a name the line no longer creates).
+        if let Err(e) = parse(&new) {
+            return Ok(Report::error(
+                name,
+                format!("{name}: not rewritten: with the kernel's results written in, {e}"),
+            ));
+        }
+        if let Err(e) = bless::write_atomic(path, &new) {
+            return Ok(Report::error(
+                name,
+                format!("cannot rewrite {}: {e}", path.display()),
+            ));
+        }
+        let s = if n == 1 { "" } else { "s" };
+        format!("udsim: blessed {name}: {n} line{s} rewritten with the kernel's results")
+    };
+    let mut r = evaluate_text(ck, name, &new, &check)?;
+    r.errs.insert(0, note);
+    r.blessed = Some(n);
+    Ok(r)
+}
+
+/// Prints results in order, counts them and keeps what `--junit` needs.
+struct Sink {
+    format: Format,
+    quiet: bool,
+    tally: Tally,
+    junit: Option<Vec<report::Case>>,
+    /// Stdout was closed by its reader: stop quietly.
+    closed: bool,
+}
+
+impl Sink {
+    fn text(&self) -> bool {
+        self.format == Format::Text
+    }
+
+    /// Writes to stdout; false once stdout is closed.
+    fn put(&mut self, s: &str) -> bool {
+        if !self.closed && !s.is_empty() {
+            let mut o = std::io::stdout().lock();
+            if o.write_all(s.as_bytes()).and_then(|()| o.flush()).is_err() {
+                self.closed = true;
+            }
+        }
+        !self.closed
+    }
+
+    fn json(&mut self, v: &serde_json::Value) -> bool {
+        self.put(&report::line(v))
+    }
+
+    /// One script's report; false once stdout is closed.
+    fn script(&mut self, r: Report) -> bool {
+        self.tally.count(r.verdict);
+        let shown = !self.quiet || r.verdict.is_failure();
+        match self.format {
+            Format::Text if self.quiet => {
+                let t = r.failure_text();
+                self.put(&t);
+            }
+            Format::Text => {
+                self.put(&r.text);
+            }
+            Format::Json if shown => {
+                self.json(&report::script_json(&r));
+            }
+            Format::Json => {}
+        }
+        let mut e = std::io::stderr().lock();
+        for l in &r.errs {
+            let _ = writeln!(e, "{l}");
+        }
+        if let Some(cases) = &mut self.junit {
+            cases.push(report::case_of(&r));
+        }
+        !self.closed
+    }
+}
+
+/// How many threads check scripts: `asked`, or the number of CPUs, at most `work`, and only as many as can
+/// run at once without changing a result: scripts running at once share the process's descriptor table
+/// (RLIMIT_NOFILE, which EMFILE predictions depend on: 1024 descriptors per job) and, where the process
+/// cannot make network namespaces, the host's abstract names.
+fn resolve_jobs(asked: Option<usize>, work: usize) -> usize {
+    const FDS_PER_JOB: u64 = 1024;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let want = asked.unwrap_or(cpus).min(work.max(1));
+    if want <= 1 {
+        return 1;
+    }
+    if !crate::kernel::thread_isolated() {
+        if asked.is_some() {
+            eprintln!(
+                "udsim: running one script at a time, not {want}: scripts here share the host's network namespace, so their abstract names would collide"
+            );
+        }
+        return 1;
+    }
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(u64::MAX, |(s, _)| s);
+    let cap = usize::try_from(soft / FDS_PER_JOB)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if want > cap {
+        if asked.is_some() {
+            eprintln!(
+                "udsim: running {cap} scripts at a time, not {want}: RLIMIT_NOFILE is {soft}, and scripts running at once share the process's descriptors ({FDS_PER_JOB} per job)"
+            );
+        }
+        return cap;
+    }
+    want
+}
+
+/// `udsim check --list`.
+fn list(args: &CheckArgs) -> i32 {
+    let words: Vec<String> = args
+        .paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    for w in &words {
+        if !crate::scenarios::SCENARIOS
+            .iter()
+            .any(|(n, _)| selects(w, n))
+        {
+            return fail(no_match(w));
+        }
+    }
+    let mut o = std::io::stdout().lock();
+    for (n, t) in crate::scenarios::SCENARIOS {
+        if !words.is_empty() && !words.iter().any(|w| selects(w, n)) {
+            continue;
+        }
+        let title = t
+            .lines()
+            .map_while(|l| l.trim_start().strip_prefix('#'))
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
+        let line = match args.format {
+            Format::Text if title.is_empty() => format!("{n}\n"),
+            Format::Text => format!("{n}  {title}\n"),
+            Format::Json => report::line(&serde_json::json!({
+                "type": "scenario",
+                "name": n,
+                "title": title,
+            })),
+        };
+        if o.write_all(line.as_bytes()).is_err() {
+            break;
+        }
+    }
+    EXIT_OK
 }
 
 /// `udsim check`.
 pub fn check(args: CheckArgs) -> i32 {
+    if args.list {
+        return list(&args);
+    }
+    if args.record && args.format == Format::Json {
+        return fail(
+            "--record prints scripts, not reports: it does not combine with --format json",
+        );
+    }
+    let items = match collect_items(&args) {
+        Ok(i) => i,
+        Err(e) => return fail(e),
+    };
+    // The report file is made (and so its path proved writable) before anything runs.
+    let junit = match &args.junit {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Some((p.clone(), f)),
+            Err(e) => return fail(format!("cannot write {}: {e}", p.display())),
+        },
+        None => None,
+    };
     let mut ck = match Checker::new() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let mut t = Tally::default();
-    let res = if args.paths.is_empty() {
-        check_bundled(&mut ck, &args, &mut t)
+    let bundled = args.paths.is_empty();
+    let cases = if args.record {
+        0
     } else {
-        let files = match collect(&args.paths) {
-            Ok(f) => f,
-            Err(e) => return fail(e),
-        };
-        // Zero scripts checked is no success: a CI job pointed at the wrong directory must not go green.
-        if files.is_empty() {
-            return fail(format!(
-                "no .uds scripts found in {}",
-                args.paths
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        if args.verbose {
-            eprintln!(
-                "udsim: -v changes nothing here: scripts named on the command line always print their transcripts"
-            );
-        }
-        if files.len() > 1 && !args.record {
-            outln!("# checking {} scripts", files.len());
-        }
-        files
-            .iter()
-            .try_for_each(|f| match read_script(f) {
-                Ok(text) => run_one(
-                    &mut ck,
-                    &f.display().to_string(),
-                    &text,
-                    &args,
-                    false,
-                    &mut t,
-                ),
-                Err(e) => {
-                    eprintln!("udsim: cannot read {}: {e}", f.display());
-                    t.errors += 1;
-                    Ok(())
-                }
-            })
-            .and_then(|()| explore_after(&mut ck, &args, &mut t, args.explore_cases.unwrap_or(0)))
+        args.explore_cases.unwrap_or(if bundled { 300 } else { 0 })
     };
-    if let Err(e) = res {
-        eprintln!("udsim: {e}");
-        return EXIT_DIVERGED;
-    }
-    if !args.record {
-        let partial = if t.partial > 0 {
-            format!(
-                ", {} partly modelled (past the model's coverage only written results were checked)",
-                t.partial
-            )
-        } else {
-            String::new()
-        };
-        let skipped = if t.skipped > 0 {
-            format!(
-                ", {} skipped (they require other kernel parameters)",
-                t.skipped
-            )
-        } else {
-            String::new()
-        };
-        outln!(
-            "# {} scripts: {} agree{partial}{skipped}, {} diverge, {} with script errors",
-            t.agree + t.partial + t.skipped + t.diverge + t.errors,
-            t.agree,
-            t.diverge,
-            t.errors
+    let cx = Ctx {
+        record: args.record,
+        bless: args.bless,
+        brief: bundled && !args.verbose,
+        record_header: args.paths.len() != 1
+            || args.paths[0].is_dir()
+            || !names_a_path(&args.paths[0]),
+    };
+    let mut sink = Sink {
+        format: args.format,
+        quiet: args.quiet,
+        tally: Tally::default(),
+        junit: junit.as_ref().map(|_| Vec::new()),
+        closed: false,
+    };
+    if !bundled && args.verbose {
+        eprintln!(
+            "udsim: -v changes nothing here: scripts named on the command line always print their transcripts"
         );
     }
-    t.code()
+    if args.seed.is_some() && cases == 0 {
+        eprintln!(
+            "udsim: --seed changes nothing here: no exploration runs (--explore-cases N asks for one)"
+        );
+    }
+    let start = Instant::now();
+    if !bundled && items.len() > 1 && !args.record && sink.text() && !args.quiet {
+        sink.put(&format!("# checking {} scripts\n", items.len()));
+    }
+    let jobs = resolve_jobs(args.jobs, items.len().max(cases));
+    let n = items.len();
+    let res = run_ordered(
+        &mut ck,
+        jobs.min(n),
+        &|i| i < n,
+        |ck, i| evaluate(ck, &items[i], &cx),
+        |_, r| sink.script(r),
+    );
+    let mut explored = None;
+    let res = res.and_then(|_| {
+        if cases == 0 || sink.closed {
+            return Ok(());
+        }
+        let seed = args.seed.unwrap_or_else(clock_seed);
+        explored = Some(explore_after(&mut ck, &mut sink, seed, cases, jobs)?);
+        Ok(())
+    });
+    if sink.closed {
+        return EXIT_OK;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if let Err(e) = res {
+        eprintln!("udsim: {e}");
+        if let (Some((p, f)), Some(cases)) = (junit, &mut sink.junit) {
+            cases.push(report::Case {
+                classname: "udsim".into(),
+                name: "checker".into(),
+                secs: 0.0,
+                outcome: report::CaseOutcome::Error {
+                    message: e.to_string(),
+                    body: e.to_string(),
+                },
+                out: None,
+            });
+            write_junit(&p, f, cases, secs);
+        }
+        return EXIT_DIVERGED;
+    }
+    let t = &sink.tally;
+    let code = t.code();
+    if !args.record {
+        match args.format {
+            Format::Text => {
+                let partial = if t.partial > 0 {
+                    format!(
+                        ", {} partly modelled (past the model's coverage only written results were checked)",
+                        t.partial
+                    )
+                } else {
+                    String::new()
+                };
+                let skipped = if t.skipped > 0 {
+                    format!(
+                        ", {} skipped (they require other kernel parameters)",
+                        t.skipped
+                    )
+                } else {
+                    String::new()
+                };
+                let line = format!(
+                    "# {} scripts: {} agree{partial}{skipped}, {} diverge, {} with script errors\n",
+                    t.total(),
+                    t.agree,
+                    t.diverge,
+                    t.errors
+                );
+                sink.put(&line);
+            }
+            Format::Json => {
+                let mut s = serde_json::Map::new();
+                s.insert("type".into(), "summary".into());
+                s.insert("command".into(), "check".into());
+                s.insert("scripts".into(), t.total().into());
+                s.insert("counts".into(), report::counts_json(t));
+                if let Some(x) = &explored {
+                    s.insert("exploration".into(), x.json());
+                }
+                s.insert("jobs".into(), jobs.into());
+                s.insert("seconds".into(), rounded(secs));
+                s.insert("exit_code".into(), code.into());
+                sink.json(&serde_json::Value::Object(s));
+            }
+        }
+    }
+    if let (Some((p, f)), Some(cases)) = (junit, &sink.junit) {
+        if !write_junit(&p, f, cases, secs) {
+            return EXIT_USAGE;
+        }
+    }
+    if sink.closed {
+        return EXIT_OK;
+    }
+    code
 }
 
-fn check_bundled(ck: &mut Checker, args: &CheckArgs, t: &mut Tally) -> Result<(), CheckError> {
-    for (name, text) in crate::scenarios::SCENARIOS {
-        run_one(
-            ck,
-            &format!("scenarios/{name}"),
-            text,
-            args,
-            !args.verbose,
-            t,
-        )?;
+fn rounded(secs: f64) -> serde_json::Value {
+    serde_json::json!((secs * 1e3).round() / 1e3)
+}
+
+fn write_junit(path: &Path, mut f: std::fs::File, cases: &[report::Case], secs: f64) -> bool {
+    let xml = report::junit_xml("udsim check", cases, secs);
+    match f.write_all(xml.as_bytes()).and_then(|()| f.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("udsim: cannot write {}: {e}", path.display());
+            false
+        }
     }
-    explore_after(ck, args, t, args.explore_cases.unwrap_or(300))
+}
+
+/// What an exploration saw, for the summary.
+struct Explored {
+    seed: u64,
+    stats: Stats,
+    found: Option<FoundReport>,
+}
+
+impl Explored {
+    fn json(&self) -> serde_json::Value {
+        let mut v = report::stats_json(self.seed, &self.stats);
+        v["divergence"] = self
+            .found
+            .as_ref()
+            .map_or(serde_json::Value::Null, |f| f.json());
+        v
+    }
 }
 
 /// The exploration part of `udsim check`: `cases` random scripts, counted in the tally.
 fn explore_after(
     ck: &mut Checker,
-    args: &CheckArgs,
-    t: &mut Tally,
+    sink: &mut Sink,
+    seed: u64,
     cases: usize,
-) -> Result<(), CheckError> {
-    if cases == 0 || args.record {
-        return Ok(());
+    jobs: usize,
+) -> Result<Explored, CheckError> {
+    let start = Instant::now();
+    if sink.text() && !sink.quiet {
+        sink.put(&format!("exploring {cases} random scripts (seed {seed})\n"));
     }
-    let seed = clock_seed();
-    outln!("exploring {} random scripts (seed {seed})", cases);
     let mut stats = Stats::default();
-    let found = explore(ck, seed, cases, 40, &mut stats, |_| {})?;
-    out!("{}", stats.report());
-    match found {
-        None => t.agree += stats.cases,
-        Some(f) => {
-            t.agree += stats.cases - 1;
-            t.diverge += 1;
-            report_found(ck, seed, &f.script, f.case, None)?;
-        }
+    let plan = Plan {
+        seed,
+        cases: Some(cases),
+        until: None,
+        max_ops: 40,
+        jobs: jobs.min(cases),
+    };
+    let found = explore_plan(ck, &plan, &mut stats, |_| {})?;
+    if sink.text() && !sink.quiet {
+        sink.put(&stats.report());
     }
-    Ok(())
+    let found = match found {
+        None => {
+            sink.tally.agree += stats.cases;
+            None
+        }
+        Some(f) => {
+            sink.tally.agree += stats.cases - 1;
+            sink.tally.diverge += 1;
+            let fr = report_found(ck, seed, &f.script, f.case, None)?;
+            let human = fr.human();
+            if sink.text() {
+                sink.put(&human);
+            } else {
+                eprint!("{human}");
+            }
+            Some(fr)
+        }
+    };
+    if let Some(junit) = &mut sink.junit {
+        junit.push(report::Case {
+            classname: "udsim.explore".into(),
+            name: format!("seed {seed}, {} scripts", stats.cases),
+            secs: start.elapsed().as_secs_f64(),
+            outcome: match &found {
+                None => report::CaseOutcome::Pass,
+                Some(f) => report::CaseOutcome::Failure {
+                    message: format!(
+                        "divergence in case {} (seed {seed}); minimal script: {}",
+                        f.case,
+                        f.file
+                            .as_deref()
+                            .map_or("not written".into(), |p| p.display().to_string())
+                    ),
+                    body: f.human(),
+                },
+            },
+            out: None,
+        });
+    }
+    Ok(Explored { seed, stats, found })
 }
 
 fn clock_seed() -> u64 {
@@ -385,14 +1012,49 @@ fn clock_seed() -> u64 {
         .unwrap_or(1)
 }
 
-/// Shrinks a diverging script, writes it to a file and prints it with its divergence.
+/// A shrunk divergence of an exploration.
+struct FoundReport {
+    seed: u64,
+    case: usize,
+    /// Where the minimal script was written (`None`: it could not be; said on stderr).
+    file: Option<PathBuf>,
+    /// The minimal script's text as written.
+    script: String,
+    run: Run,
+}
+
+impl FoundReport {
+    /// What the text output prints for it.
+    fn human(&self) -> String {
+        let mut s = String::new();
+        if let Some(p) = &self.file {
+            s.push_str(&format!("minimal script written to {}\n", p.display()));
+        }
+        s.push_str(&transcript(&self.run));
+        s.push('\n');
+        s
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "seed": self.seed,
+            "case": self.case,
+            "file": self.file.as_ref().map(|p| p.display().to_string()),
+            "script": self.script,
+            "divergence": report::divergence_json(&self.run),
+            "transcript": transcript(&self.run),
+        })
+    }
+}
+
+/// Shrinks a diverging script and writes it to a file (single-threaded, on the main checker).
 fn report_found(
     ck: &mut Checker,
     seed: u64,
     script: &Script,
     case: usize,
     out: Option<&Path>,
-) -> Result<(), CheckError> {
+) -> Result<FoundReport, CheckError> {
     eprintln!("divergence in case {case} (seed {seed}); shrinking…");
     let min = crate::shrink::shrink(ck, script)?.unwrap_or_else(|| script.clone());
     let run = ck.run(&min, Options::default())?;
@@ -402,12 +1064,30 @@ fn report_found(
         "# minimal script: model and kernel disagree (udsim explore --seed {seed}, case {case})\n{}",
         fmt_script(&min)
     );
-    match std::fs::write(path, &text) {
-        Ok(()) => outln!("minimal script written to {}", path.display()),
-        Err(e) => eprintln!("udsim: cannot write {}: {e}", path.display()),
+    let file = match std::fs::write(path, &text) {
+        Ok(()) => Some(path.to_path_buf()),
+        Err(e) => {
+            eprintln!("udsim: cannot write {}: {e}", path.display());
+            None
+        }
+    };
+    Ok(FoundReport {
+        seed,
+        case,
+        file,
+        script: text,
+        run,
+    })
+}
+
+/// A duration as the header prints it: `60s`, `1.5s`, `2m`.
+fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 60.0 && s % 60.0 == 0.0 {
+        format!("{}m", s / 60.0)
+    } else {
+        format!("{s}s")
     }
-    outln!("{}", transcript(&run));
-    Ok(())
 }
 
 /// `udsim explore`.
@@ -416,30 +1096,88 @@ pub fn explore_cmd(args: ExploreArgs) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    if args
+        .duration
+        .is_some_and(|d| Instant::now().checked_add(d).is_none())
+    {
+        return fail("--duration is too long");
+    }
     let seed = args.seed.unwrap_or_else(clock_seed);
-    outln!(
-        "udsim explore: {} scripts of up to {} calls, seed {seed}",
-        args.cases,
-        args.max_ops
-    );
+    let json = args.format == Format::Json;
+    // Writes to stdout; a closed stdout ends the run quietly (returning, so the executor's directory is
+    // removed, as a process::exit would not).
+    let say = |s: &str| {
+        let mut o = std::io::stdout().lock();
+        o.write_all(s.as_bytes()).and_then(|()| o.flush()).is_ok()
+    };
+    let cases = match (args.cases, args.duration) {
+        (Some(n), _) => Some(n),
+        (None, None) => Some(1000),
+        (None, Some(_)) => None,
+    };
+    if !json {
+        let header = match (cases, args.duration) {
+            (Some(n), None) => format!(
+                "udsim explore: {n} scripts of up to {} calls, seed {seed}\n",
+                args.max_ops
+            ),
+            (n, Some(d)) => format!(
+                "udsim explore: {}scripts of up to {} calls for {}, seed {seed}\n",
+                n.map_or(String::new(), |n| format!("up to {n} ")),
+                args.max_ops,
+                fmt_duration(d)
+            ),
+            (None, None) => String::new(),
+        };
+        if !say(&header) {
+            return EXIT_OK;
+        }
+    }
+    let jobs = resolve_jobs(args.jobs, cases.unwrap_or(usize::MAX));
     let tty = std::io::stderr().is_terminal();
-    let start = std::time::Instant::now();
+    let start = Instant::now();
+    let until = args.duration.and_then(|d| start.checked_add(d));
     let mut stats = Stats::default();
-    let cases = args.cases;
-    let found = explore(&mut ck, seed, cases, args.max_ops, &mut stats, |done| {
-        if tty && (done % 20 == 0 || done == cases) {
-            let width = 40;
-            let filled = done * width / cases.max(1);
-            eprint!(
-                "\r[{}{}] {done}/{cases}",
-                "=".repeat(filled),
-                " ".repeat(width - filled)
-            );
-            if done == cases {
-                eprintln!();
+    let plan = Plan {
+        seed,
+        cases,
+        until,
+        max_ops: args.max_ops,
+        jobs,
+    };
+    let width = 40;
+    let found = explore_plan(&mut ck, &plan, &mut stats, |done| {
+        if !tty {
+            return;
+        }
+        match (args.duration, cases) {
+            (None, Some(cases)) if done % 20 == 0 || done == cases => {
+                let filled = done * width / cases.max(1);
+                eprint!(
+                    "\r[{}{}] {done}/{cases}",
+                    "=".repeat(filled),
+                    " ".repeat(width - filled)
+                );
+                if done == cases {
+                    eprintln!();
+                }
             }
+            (Some(d), _) if done % 20 == 0 => {
+                let t = start.elapsed().as_secs_f64();
+                let filled = ((t / d.as_secs_f64()) * width as f64).min(width as f64) as usize;
+                eprint!(
+                    "\r[{}{}] {done} scripts, {t:.0}/{:.0} s",
+                    "=".repeat(filled),
+                    " ".repeat(width - filled),
+                    d.as_secs_f64()
+                );
+            }
+            _ => {}
         }
     });
+    if tty && args.duration.is_some() {
+        eprintln!();
+    }
     let found = match found {
         Ok(f) => f,
         Err(e) => {
@@ -448,27 +1186,70 @@ pub fn explore_cmd(args: ExploreArgs) -> i32 {
         }
     };
     let secs = start.elapsed().as_secs_f64();
-    out!("{}", stats.report());
-    outln!(
-        "{:.1} s, {:.0} ops/s through model + kernel",
-        secs,
-        stats.ops as f64 / secs.max(1e-9)
-    );
-    match found {
+    let ops_per_sec = stats.ops as f64 / secs.max(1e-9);
+    if !json
+        && !say(&format!(
+            "{}{:.1} s, {:.0} ops/s through model + kernel\n",
+            stats.report(),
+            secs,
+            ops_per_sec
+        ))
+    {
+        return EXIT_OK;
+    }
+    let (code, found) = match found {
         None => {
-            outln!("no divergence");
-            EXIT_OK
+            if !json && !say("no divergence\n") {
+                return EXIT_OK;
+            }
+            (EXIT_OK, None)
         }
         Some(f) => {
-            if tty {
+            if tty && args.duration.is_none() {
                 eprintln!();
             }
-            if let Err(e) = report_found(&mut ck, seed, &f.script, f.case, args.out.as_deref()) {
-                eprintln!("udsim: {e}");
+            match report_found(&mut ck, seed, &f.script, f.case, args.out.as_deref()) {
+                Ok(fr) => {
+                    if json {
+                        eprint!("{}", fr.human());
+                    } else if !say(&fr.human()) {
+                        return EXIT_OK;
+                    }
+                    (EXIT_DIVERGED, Some(fr))
+                }
+                Err(e) => {
+                    eprintln!("udsim: {e}");
+                    (EXIT_DIVERGED, None)
+                }
             }
-            EXIT_DIVERGED
+        }
+    };
+    if json {
+        let diverged = usize::from(code == EXIT_DIVERGED);
+        let mut x = report::stats_json(seed, &stats);
+        x["divergence"] = found.as_ref().map_or(serde_json::Value::Null, |f| f.json());
+        let v = serde_json::json!({
+            "type": "summary",
+            "command": "explore",
+            "scripts": stats.cases,
+            "counts": {
+                "agree": stats.cases - diverged.min(stats.cases),
+                "diverge": diverged,
+                "partly-modelled": 0,
+                "skipped": 0,
+                "error": 0,
+            },
+            "exploration": x,
+            "jobs": jobs,
+            "seconds": rounded(secs),
+            "ops_per_sec": ops_per_sec.round(),
+            "exit_code": code,
+        });
+        if !say(&report::line(&v)) {
+            return EXIT_OK;
         }
     }
+    code
 }
 
 /// `udsim params`: the calibrated host parameters, one per line (`name value`), as `# requires:` lines name them.

@@ -58,6 +58,27 @@ impl Stats {
         }
     }
 
+    /// Adds what another exploration (of other cases) saw.
+    pub fn merge(&mut self, other: &Stats) {
+        self.cases += other.cases;
+        self.ops += other.ops;
+        self.exact += other.exact;
+        for (k, m) in &other.outcomes {
+            let mine = self.outcomes.entry(*k).or_default();
+            for (c, n) in m {
+                match mine.get_mut(c) {
+                    Some(x) => *x += n,
+                    None => {
+                        mine.insert(c.clone(), *n);
+                    }
+                }
+            }
+        }
+        for (s, n) in &other.states {
+            *self.states.entry(s).or_default() += n;
+        }
+    }
+
     /// The summary table.
     pub fn report(&self) -> String {
         let mut out = if self.ops == 0 {
@@ -138,21 +159,67 @@ pub fn explore(
     cases: usize,
     max_ops: usize,
     stats: &mut Stats,
+    progress: impl FnMut(usize),
+) -> Result<Option<Found>, CheckError> {
+    let plan = Plan {
+        seed,
+        cases: Some(cases),
+        until: None,
+        max_ops,
+        jobs: 1,
+    };
+    explore_plan(ck, &plan, stats, progress)
+}
+
+/// What to explore: cases `0, 1, 2, …` of `seed`, until `cases` are done or the clock reaches `until`
+/// (whichever comes first; at least one of them should be set), on `jobs` threads.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub seed: u64,
+    pub cases: Option<usize>,
+    pub until: Option<std::time::Instant>,
+    pub max_ops: usize,
+    pub jobs: usize,
+}
+
+/// Explores as `plan` says; `progress` is called after each case with the number done. Stops at the first
+/// model divergence. Case `i`'s script depends only on `(seed, i)` (`case_script`), and the cases counted
+/// are always `0..n` whatever the number of jobs: a divergence at case `i` counts exactly the cases before
+/// it and itself, as one job would, so the statistics for a given seed and count do not depend on `jobs`.
+pub fn explore_plan(
+    ck: &mut Checker,
+    plan: &Plan,
+    stats: &mut Stats,
     mut progress: impl FnMut(usize),
 ) -> Result<Option<Found>, CheckError> {
     let params = ck.params().clone();
-    for i in 0..cases {
-        let script = case_script(&params, seed, i, max_ops);
-        let run = ck.run(&script, Options::default())?;
-        stats.add(&params, &run);
-        progress(i + 1);
-        if run.model_diverged() {
-            return Ok(Some(Found {
+    let params = &params;
+    let claim = |i: usize| {
+        plan.cases.is_none_or(|n| i < n) && plan.until.is_none_or(|t| std::time::Instant::now() < t)
+    };
+    let mut found = None;
+    crate::check::run_ordered(
+        ck,
+        plan.jobs,
+        &claim,
+        |ck, i| {
+            let script = case_script(params, plan.seed, i, plan.max_ops);
+            let run = ck.run(&script, Options::default())?;
+            let mut st = Stats::default();
+            st.add(params, &run);
+            let f = run.model_diverged().then_some(Found {
                 case: i,
                 script,
                 run,
-            }));
-        }
-    }
-    Ok(None)
+            });
+            Ok((st, f))
+        },
+        |i, (st, f): (Stats, Option<Found>)| {
+            stats.merge(&st);
+            progress(i + 1);
+            found = f;
+            found.is_none()
+        },
+    )?;
+    Ok(found)
 }

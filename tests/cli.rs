@@ -215,6 +215,22 @@ fn a_closed_stdout_ends_the_run_quietly() {
     for args in [
         vec!["check".to_string(), d.path().display().to_string()],
         vec!["explore".into(), "--cases".into(), "300".into()],
+        // Results printed in order by the main thread while two checker threads run.
+        vec![
+            "check".to_string(),
+            "--jobs".into(),
+            "2".into(),
+            "--format".into(),
+            "json".into(),
+            d.path().display().to_string(),
+        ],
+        vec![
+            "explore".into(),
+            "--jobs".into(),
+            "2".into(),
+            "--duration".into(),
+            "3s".into(),
+        ],
     ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_udsim"))
             .args(&args)
@@ -332,4 +348,588 @@ fn explore_cases_and_verbose_are_not_silently_ignored_with_paths() {
         "{}",
         text(&out.stdout)
     );
+}
+
+// ---- Outputs for machines, selection, --bless, --jobs ----
+
+fn udsim_in(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_udsim"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run udsim")
+}
+
+/// Each stdout line as a JSON value (panics on a line that is not JSON).
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{}", text(&out.stdout)))
+        })
+        .collect()
+}
+
+/// A directory with one script of each verdict: agree, diverge, partly-modelled, skipped, error.
+fn verdict_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    script_file(&d, "1-agree.uds", SEED);
+    script_file(
+        &d,
+        "2-diverge.uds",
+        &SEED.replace("accept(srv) -> EAGAIN", "accept(srv) -> again"),
+    );
+    // An unknown pid in SCM_CREDENTIALS: the model does not say (which_pids_exist), nothing is written.
+    script_file(
+        &d,
+        "3-partial.uds",
+        "socketpair(STREAM) -> a, b\nsendmsg(a, \"c\", creds={pid=999999, uid=0, gid=0})\n",
+    );
+    script_file(
+        &d,
+        "4-skipped.uds",
+        "# requires: no_such_parameter=1\nsocket(STREAM) -> a\n",
+    );
+    script_file(&d, "5-error.uds", "socket(STREAM) -> a\nlisten(b, 1)\n");
+    d
+}
+
+#[test]
+fn json_format_is_one_object_per_script_then_a_summary() {
+    let d = verdict_dir();
+    let out = udsim(&[
+        "check",
+        "--format",
+        "json",
+        "--explore-cases",
+        "5",
+        "--seed",
+        "3",
+        &d.path().display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let v = json_lines(&out);
+    assert_eq!(v.len(), 6, "{}", text(&out.stdout));
+    let verdicts: Vec<&str> = v[..5]
+        .iter()
+        .map(|o| {
+            assert_eq!(o["type"], "script");
+            o["verdict"].as_str().expect("verdict")
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        ["agree", "diverge", "partly-modelled", "skipped", "error"]
+    );
+    assert!(v[0]["path"]
+        .as_str()
+        .is_some_and(|p| p.ends_with("1-agree.uds")));
+    assert_eq!(v[0]["lines"], 11);
+    let dv = &v[1]["divergence"];
+    assert_eq!(dv["line"], 11);
+    assert_eq!(dv["call"], "accept(srv)");
+    assert_eq!(dv["kernel"], "EAGAIN");
+    assert_eq!(dv["model_allowed"], serde_json::json!(["EAGAIN"]));
+    assert_eq!(dv["rule"], "accept_empty_queue_is_eagain");
+    assert_eq!(dv["written"], "accept(srv) -> again");
+    assert_eq!(dv["written_disagrees"], true);
+    assert_eq!(dv["model_disagrees"], false);
+    assert_eq!(v[1]["lines"], 11);
+    assert_eq!(v[2]["not_modelled"]["rule"], "which_pids_exist");
+    assert_eq!(v[2]["not_modelled"]["line"], 2);
+    assert!(v[3]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("no_such_parameter=1")));
+    assert_eq!(v[3]["lines"], 0);
+    assert!(v[4]["error"]
+        .as_str()
+        .is_some_and(|r| r.contains("unknown socket name `b`")));
+    let s = &v[5];
+    assert_eq!(s["type"], "summary");
+    assert_eq!(
+        s["counts"],
+        serde_json::json!({"agree": 6, "diverge": 1, "partly-modelled": 1, "skipped": 1, "error": 1})
+    );
+    assert_eq!(s["scripts"], 10);
+    assert_eq!(s["exit_code"], 2);
+    let x = &s["exploration"];
+    assert_eq!(x["seed"], 3);
+    assert_eq!(x["cases"], 5);
+    assert!(x["ops"].as_u64().is_some_and(|n| n > 0), "{x}");
+    assert!(x["outcomes"]["socket"]["created"]
+        .as_u64()
+        .is_some_and(|n| n > 0));
+    assert!(x["divergence"].is_null());
+    // Without an exploration there is none in the summary; an agreeing run exits 0.
+    let f = script_file(&d, "1-agree.uds", SEED);
+    let out = udsim(&["check", "--format", "json", &f]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json_lines(&out);
+    assert_eq!(v.len(), 2);
+    assert!(v[1].get("exploration").is_none());
+    assert_eq!(v[1]["exit_code"], 0);
+}
+
+#[test]
+fn junit_report_parses_with_one_testcase_per_script_and_the_counts() {
+    let d = verdict_dir();
+    // A name XML must escape.
+    script_file(&d, "6-<odd> & \"name\".uds", SEED);
+    let xml_path = d.path().join("report.xml");
+    let out = udsim(&[
+        "check",
+        "--junit",
+        &xml_path.display().to_string(),
+        "--format",
+        "json",
+        "--explore-cases",
+        "3",
+        &d.path().display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // --junit combines with --format json: stdout is still JSON Lines.
+    assert_eq!(json_lines(&out).len(), 7);
+    let xml = std::fs::read_to_string(&xml_path).expect("report written");
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let suites: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    assert_eq!(suites.len(), 1);
+    let suite = suites[0];
+    let attr = |n: roxmltree::Node, a: &str| -> usize {
+        n.attribute(a)
+            .unwrap_or_else(|| panic!("no {a}"))
+            .parse()
+            .expect("a count")
+    };
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    // Six scripts and the exploration.
+    assert_eq!(cases.len(), 7);
+    assert_eq!(attr(suite, "tests"), 7);
+    assert_eq!(attr(suite, "failures"), 1);
+    assert_eq!(attr(suite, "errors"), 1);
+    assert_eq!(attr(suite, "skipped"), 1);
+    assert_eq!(attr(root, "tests"), 7);
+    let by_name = |name: &str| {
+        *cases
+            .iter()
+            .find(|c| c.attribute("name") == Some(name))
+            .unwrap_or_else(|| panic!("no testcase {name}"))
+    };
+    let dir_class = d
+        .path()
+        .display()
+        .to_string()
+        .trim_start_matches('/')
+        .replace('/', ".");
+    let failing = by_name("2-diverge.uds");
+    assert_eq!(failing.attribute("classname"), Some(dir_class.as_str()));
+    let failure = child(failing, "failure").expect("<failure>");
+    assert_eq!(
+        failure.attribute("message"),
+        Some("DIVERGENCE at line 11: the kernel disagrees with the written result")
+    );
+    let body = failure.text().unwrap_or("");
+    assert!(
+        body.contains("#   written:       accept(srv) -> again"),
+        "{body}"
+    );
+    assert!(body.contains("accept(srv) -> EAGAIN"), "{body}");
+    assert!(child(by_name("4-skipped.uds"), "skipped").is_some());
+    assert!(child(by_name("5-error.uds"), "error").is_some());
+    for ok in ["1-agree.uds", "3-partial.uds", "6-<odd> & \"name\".uds"] {
+        let c = by_name(ok);
+        assert!(
+            child(c, "failure").is_none()
+                && child(c, "error").is_none()
+                && child(c, "skipped").is_none(),
+            "{ok}"
+        );
+    }
+    let explore = cases
+        .iter()
+        .find(|c| c.attribute("classname") == Some("udsim.explore"))
+        .expect("the exploration's testcase");
+    assert!(child(*explore, "failure").is_none());
+    // An unwritable report path is a usage error before anything runs.
+    let out = udsim(&[
+        "check",
+        "--junit",
+        "/nonexistent/dir/r.xml",
+        &d.path().display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot write /nonexistent/dir/r.xml"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn quiet_prints_only_failures_and_the_summary() {
+    let d = verdict_dir();
+    let out = udsim(&["check", "-q", &d.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    let o = text(&out.stdout);
+    let headers: Vec<&str> = o.lines().filter(|l| l.starts_with("# == ")).collect();
+    // The divergence's transcript; the script error (found by the parser, so there is no transcript) is
+    // on stderr, as always.
+    assert_eq!(headers.len(), 1, "{o}");
+    assert!(headers[0].ends_with("2-diverge.uds"), "{o}");
+    assert!(
+        text(&out.stderr).contains("5-error.uds: line 2, column 8: unknown socket name `b`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!o.contains("# ok"), "{o}");
+    assert!(!o.contains("# checking"), "{o}");
+    assert!(!o.contains("skipped:"), "{o}");
+    assert!(o.contains("# DIVERGENCE at line 11"), "{o}");
+    assert!(
+        o.lines().last().is_some_and(|l| l
+            == "# 5 scripts: 1 agree, 1 partly modelled (past the model's coverage only written results were checked), 1 skipped (they require other kernel parameters), 1 diverge, 1 with script errors"),
+        "{o}"
+    );
+    // With JSON: only the failing objects and the summary.
+    let out = udsim(&[
+        "check",
+        "-q",
+        "--format",
+        "json",
+        &d.path().display().to_string(),
+    ]);
+    let v = json_lines(&out);
+    let kinds: Vec<&str> = v
+        .iter()
+        .map(|o| {
+            o["verdict"]
+                .as_str()
+                .unwrap_or(o["type"].as_str().unwrap_or(""))
+        })
+        .collect();
+    assert_eq!(kinds, ["diverge", "error", "summary"]);
+    // An agreeing run under -q prints the summary line only.
+    let f = script_file(&d, "1-agree.uds", SEED);
+    let out = udsim(&["check", "-q", &f]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        "# 1 scripts: 1 agree, 0 diverge, 0 with script errors\n"
+    );
+}
+
+#[test]
+fn list_and_name_filters_select_bundled_scenarios() {
+    let out = udsim(&["check", "--list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let all = text(&out.stdout);
+    assert!(all.lines().count() > 100, "{all}");
+    assert!(all.lines().all(|l| l
+        .split_whitespace()
+        .next()
+        .is_some_and(|n| n.ends_with(".uds"))));
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("28-backlog-0.uds  rule backlog_admits_n_plus_one")),
+        "{all}"
+    );
+    let out = udsim(&["check", "--list", "backlog"]);
+    let picked: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        picked.len() >= 5 && picked.len() < all.lines().count(),
+        "{picked:?}"
+    );
+    assert!(picked.iter().all(|n| n.contains("backlog")));
+    // The same word checks them; run where no file `backlog` exists, so the word is a filter.
+    let d = tempfile::tempdir().expect("tempdir");
+    let out = udsim_in(d.path(), &["check", "BackLog"]);
+    let o = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{o}{}", text(&out.stderr));
+    let checked: Vec<&str> = o
+        .lines()
+        .filter_map(|l| l.strip_prefix("# == scenarios/"))
+        .collect();
+    assert_eq!(checked, picked);
+    assert!(
+        o.contains(&format!(
+            "# {} scripts: {} agree",
+            picked.len(),
+            picked.len()
+        )),
+        "{o}"
+    );
+    assert!(!o.contains("exploring"), "{o}");
+    // A filter that selects nothing is an error; so is a missing path, told apart by its `/` or `.uds`.
+    let out = udsim_in(d.path(), &["check", "no-such-scenario-xyz"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no bundled scenario's name contains `no-such-scenario-xyz`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    let out = udsim_in(d.path(), &["check", "--list", "no-such-scenario-xyz"]);
+    assert_eq!(out.status.code(), Some(2));
+    for missing in ["./backlog", "backlog.uds"] {
+        let out = udsim_in(d.path(), &["check", missing]);
+        assert_eq!(out.status.code(), Some(2), "{missing}");
+        assert!(
+            text(&out.stderr).contains(&format!("cannot read {missing}")),
+            "{missing}: {}",
+            text(&out.stderr)
+        );
+    }
+    // An existing file or directory wins over the filter of the same name.
+    std::fs::create_dir(d.path().join("backlog")).expect("mkdir");
+    script_file(&d, "backlog/mine.uds", SEED);
+    let out = udsim_in(d.path(), &["check", "backlog"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains("# 1 scripts: 1 agree"),
+        "{}",
+        text(&out.stdout)
+    );
+    // JSON listing.
+    let out = udsim(&["check", "--list", "--format", "json", "backlog-0"]);
+    let v = json_lines(&out);
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["name"], "28-backlog-0.uds");
+}
+
+fn child<'a, 'i>(c: roxmltree::Node<'a, 'i>, tag: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    c.children().find(|n| n.has_tag_name(tag))
+}
+
+/// The statistics part of an exploration's output (everything but the timing line).
+fn stats_part(o: &str) -> String {
+    o.lines()
+        .filter(|l| !l.contains("ops/s through model + kernel"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn check_seed_makes_its_exploration_reproducible() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = script_file(&d, "seed.uds", SEED);
+    let run = || {
+        let out = udsim(&["check", "--explore-cases", "40", "--seed", "11", &f]);
+        assert_eq!(out.status.code(), Some(0));
+        text(&out.stdout)
+    };
+    let a = run();
+    assert!(a.contains("exploring 40 random scripts (seed 11)"), "{a}");
+    assert_eq!(a, run());
+    // The same cases as `udsim explore --seed 11 --cases 40`.
+    let e = text(&udsim(&["explore", "--seed", "11", "--cases", "40"]).stdout);
+    let table = |s: &str| {
+        s.lines()
+            .skip_while(|l| !l.starts_with("40 scripts,"))
+            .take_while(|l| l.starts_with("40 scripts,") || l.starts_with(' ') || l.ends_with(':'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(!table(&a).is_empty());
+    assert_eq!(table(&a), table(&e));
+    let out = udsim(&["check", "--seed", "5", &f]);
+    assert!(text(&out.stderr).contains("--seed changes nothing here"));
+}
+
+#[test]
+fn explore_duration_runs_until_the_time_is_up() {
+    let t = std::time::Instant::now();
+    let out = udsim(&[
+        "explore",
+        "--duration",
+        "2s",
+        "--seed",
+        "1",
+        "--max-ops",
+        "10",
+    ]);
+    let secs = t.elapsed().as_secs_f64();
+    let o = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{o}{}", text(&out.stderr));
+    assert!(
+        o.starts_with("udsim explore: scripts of up to 10 calls for 2s, seed 1\n"),
+        "{o}"
+    );
+    assert!(o.contains("no divergence"), "{o}");
+    assert!((2.0..60.0).contains(&secs), "{secs}");
+    let n: usize = o
+        .lines()
+        .find_map(|l| l.split_once(" scripts, ").map(|(n, _)| n.parse().ok()))
+        .flatten()
+        .expect("a count");
+    assert!(n > 1, "{o}");
+    // --cases with --duration: whichever comes first.
+    let out = udsim(&["explore", "--duration", "1m", "--cases", "7", "--seed", "1"]);
+    assert!(
+        text(&out.stdout).contains("\n7 scripts, "),
+        "{}",
+        text(&out.stdout)
+    );
+    for bad in ["5x", "0s", "-3s", "", "s", "1.5.2m", "99999999999m"] {
+        let out = udsim(&["explore", &format!("--duration={bad}")]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let e = text(&out.stderr);
+        assert!(
+            e.contains("--duration") && !e.contains("panicked"),
+            "{bad:?}: {e}"
+        );
+    }
+    let e = text(&udsim(&["explore", "--duration", "5x"]).stderr);
+    assert!(e.contains("is not a duration"), "{e}");
+}
+
+#[test]
+fn bless_fixes_a_wrong_result_keeps_comments_and_then_checks_clean() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let body = "# seed.uds: a header comment\n\
+                socket(STREAM) -> srv   # the listener\n\
+                bind(srv, \"srv.sock\") -> 0\n\
+                listen(srv, 1) -> 0\n\
+                \n\
+                # a comment between the lines\n\
+                socket(STREAM) -> cli\n\
+                connect(cli, \"srv.sock\") -> ECONNREFUSED   # wrong: it connects\n\
+                write(cli, \"#hi\")\n\
+                accept(srv) -> conn\n\
+                  read(conn, 64) -> \"#hi\" # kept as written\n";
+    let f = script_file(&d, "bless.uds", body);
+    let before = udsim(&["check", &f]);
+    assert_eq!(before.status.code(), Some(1));
+    let out = udsim(&["check", "--bless", &f]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}{err}", text(&out.stdout));
+    assert!(
+        err.contains(&format!("udsim: blessed {f}: 2 lines rewritten")),
+        "{err}"
+    );
+    let blessed = std::fs::read_to_string(&f).expect("read back");
+    let want = body
+        .replace(
+            "connect(cli, \"srv.sock\") -> ECONNREFUSED   # wrong: it connects",
+            "connect(cli, \"srv.sock\") -> 0   # wrong: it connects",
+        )
+        .replace("write(cli, \"#hi\")\n", "write(cli, \"#hi\") -> 3\n");
+    assert_eq!(blessed, want);
+    // No temporary file is left beside it.
+    let names: Vec<String> = std::fs::read_dir(d.path())
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["bless.uds"]);
+    let after = udsim(&["check", &f]);
+    assert_eq!(after.status.code(), Some(0), "{}", text(&after.stdout));
+    assert!(text(&after.stdout).contains("# ok: 8 lines agree"));
+    // Blessing a clean file changes nothing and says so.
+    let out = udsim(&["check", "--bless", &f]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("every written result holds; not rewritten"));
+    assert_eq!(std::fs::read_to_string(&f).expect("read"), want);
+}
+
+#[test]
+fn bless_never_rewrites_stdin_the_bundled_scenarios_or_a_broken_script() {
+    let d = tempfile::tempdir().expect("tempdir");
+    for args in [
+        vec!["check", "--bless"],
+        vec!["check", "--bless", "-"],
+        vec!["check", "--bless", "backlog"],
+    ] {
+        let out = udsim_in(d.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let e = text(&out.stderr);
+        assert!(
+            e.contains("--bless") && !e.contains("panicked"),
+            "{args:?}: {e}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    // A script error (an unknown name) leaves the file as it was.
+    let bad = "socket(STREAM) -> a\nlisten(b, 1) -> 0\n";
+    let f = script_file(&d, "bad.uds", bad);
+    let out = udsim(&["check", "--bless", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&f).expect("read"), bad);
+    // A result that, written in, would make a later line name a socket no line creates: not rewritten.
+    let g = "socket(STREAM) -> l\naccept(l) -> conn\nclose(conn) -> 0\n";
+    let f = script_file(&d, "names.uds", g);
+    let out = udsim(&["check", "--bless", &f]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&f).expect("read"), g);
+}
+
+#[test]
+fn jobs_do_not_change_explore_statistics() {
+    let run = |jobs: &str| {
+        let out = udsim(&["explore", "--seed", "9", "--cases", "300", "--jobs", jobs]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        stats_part(&text(&out.stdout))
+    };
+    let one = run("1");
+    assert!(one.contains("300 scripts,"), "{one}");
+    assert_eq!(one, run("2"));
+    assert_eq!(one, run("3"));
+    let json = |jobs: &str| {
+        let out = udsim(&[
+            "explore", "--seed", "9", "--cases", "300", "--format", "json", "-j", jobs,
+        ]);
+        let mut v = json_lines(&out);
+        assert_eq!(v.len(), 1);
+        v.pop().map(|v| v["exploration"].clone())
+    };
+    assert_eq!(json("1"), json("2"));
+    for bad in ["0", "x", "-1"] {
+        assert_eq!(
+            udsim(&["explore", "--jobs", bad]).status.code(),
+            Some(2),
+            "{bad}"
+        );
+        assert_eq!(
+            udsim(&["check", "--jobs", bad]).status.code(),
+            Some(2),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn jobs_do_not_change_check_output() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
+    let run = |jobs: &str| {
+        let out = udsim(&[
+            "check",
+            "--jobs",
+            jobs,
+            "--explore-cases",
+            "100",
+            "--seed",
+            "4",
+            dir,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        stats_part(&text(&out.stdout))
+    };
+    let one = run("1");
+    assert!(
+        one.contains("exploring 100 random scripts (seed 4)"),
+        "{one}"
+    );
+    assert_eq!(one, run("2"));
+    // And the bundled scenarios' brief output.
+    let bundled = |jobs: &str| text(&udsim(&["check", "--explore-cases", "0", "-j", jobs]).stdout);
+    assert_eq!(bundled("1"), bundled("2"));
 }
