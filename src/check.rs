@@ -487,6 +487,31 @@ pub fn describe(run: &Run) -> String {
                     m.rule
                 );
             }
+            if d.model_disagrees {
+                // The host parameters the model predicted with (a divergence may be a host the calibration
+                // did not capture; `udsim params` prints them all).
+                if let Ok(p) = crate::kernel::calibrate::params() {
+                    const SHOWN: &[&str] = &[
+                        "sndbuf",
+                        "rcvbuf",
+                        "wmem_max",
+                        "somaxconn",
+                        "max_dgram_qlen",
+                        "tick_us",
+                    ];
+                    let named: Vec<String> = p
+                        .named()
+                        .into_iter()
+                        .filter(|(n, _)| SHOWN.contains(n))
+                        .map(|(n, v)| format!("{n}={v}"))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "#   parameters:    {} (all: udsim params)",
+                        named.join(" ")
+                    );
+                }
+            }
             if let Some(e) = &step.line.expect {
                 let l = Line {
                     call: call.clone(),
@@ -677,4 +702,46 @@ where
             None => Ok(done),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::{parse, Errno};
+
+    /// A model divergence names the host parameters the model predicted with; a divergence from a written
+    /// result only (the model agreed with the kernel) does not.
+    #[test]
+    fn a_model_divergence_shows_the_parameters_in_force() {
+        let line = parse("socket(STREAM) -> s\n").expect("parses").lines[0].clone();
+        let model = Prediction::unmodelled("x");
+        let run = |model_disagrees| Run {
+            steps: vec![Step {
+                line: line.clone(),
+                kernel: Outcome::err(Errno::EMFILE),
+                prediction: None,
+                created: vec![],
+            }],
+            stop: Some(Stop::Divergence(Box::new(Divergence {
+                step: 0,
+                line_no: 1,
+                kernel: Outcome::err(Errno::EMFILE),
+                model: Some(model.clone()),
+                model_disagrees,
+                expectation_fails: !model_disagrees,
+            }))),
+            ..Run::default()
+        };
+        let p = crate::kernel::calibrate::params().expect("calibration");
+        let text = describe(&run(true));
+        assert!(
+            text.contains(&format!(
+                "#   parameters:    sndbuf={} rcvbuf={} wmem_max={}",
+                p.sndbuf, p.rcvbuf, p.wmem_max
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!("max_dgram_qlen={}", p.max_dgram_qlen)));
+        assert!(!describe(&run(false)).contains("parameters:"));
+    }
 }

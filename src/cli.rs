@@ -90,7 +90,8 @@ diverge, partly-modelled, skipped, error), \"lines\" (lines run), and for a dive
 \"exploration\" (its statistics, when one ran) and \"exit_code\". `--junit FILE` also writes JUnit XML, one
 <testcase> per script. `-q` prints only failures and the summary (in either format).
 
-Exit status: 0 when model and kernel agree everywhere, 1 on a divergence, 2 on a usage or script error.";
+Exit status: 0 when model and kernel agree everywhere, 1 on a divergence, 2 on a usage, script or environment error
+(the executor could not run, or the host changed under the run).";
 
 /// Arguments of `udsim check`.
 #[derive(Debug, Args)]
@@ -847,7 +848,8 @@ pub fn check(args: CheckArgs) -> i32 {
             });
             write_junit(&p, f, cases, secs);
         }
-        return EXIT_DIVERGED;
+        // Not a divergence: the run could not go on (an executor failure, a host tuned during the run).
+        return EXIT_USAGE;
     }
     let t = &sink.tally;
     let code = t.code();
@@ -1181,8 +1183,9 @@ pub fn explore_cmd(args: ExploreArgs) -> i32 {
     let found = match found {
         Ok(f) => f,
         Err(e) => {
+            // Not a divergence: the run could not go on (an executor failure, a host tuned during the run).
             eprintln!("udsim: {e}");
-            return EXIT_DIVERGED;
+            return EXIT_USAGE;
         }
     };
     let secs = start.elapsed().as_secs_f64();

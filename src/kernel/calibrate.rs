@@ -64,7 +64,7 @@ fn socket(ty: libc::c_int) -> Result<OwnedFd, String> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn get_int(fd: RawFd, opt: libc::c_int) -> Result<usize, String> {
+pub(super) fn get_int(fd: RawFd, opt: libc::c_int) -> Result<usize, String> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: v and len are live and sized for one int.

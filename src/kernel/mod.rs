@@ -83,6 +83,9 @@ pub enum KernelError {
     /// A call the contract rules out that only the executor can recognise (e.g. a timeout of `0ms` on a
     /// blocking socket, which would let a call wait for ever).
     Script(String),
+    /// The host is no longer what calibration measured (an administrator tuned a sysctl during the run):
+    /// from here on the kernel's results follow the new value and the model's the old, so the run stops.
+    HostChanged(String),
 }
 
 impl std::fmt::Display for KernelError {
@@ -98,6 +101,12 @@ impl std::fmt::Display for KernelError {
                 )
             }
             KernelError::Script(m) => write!(f, "script error: {m}"),
+            KernelError::HostChanged(m) => write!(
+                f,
+                "environment error: the host changed during the run: {m}; the model still has the value \
+                 calibration measured at start, so results from here on would be reported against the wrong \
+                 parameter (run again to calibrate anew)"
+            ),
         }
     }
 }
@@ -153,6 +162,34 @@ pub struct Kernel {
     /// Descriptors were sent in this script: some may stay in flight in a cycle only the kernel's garbage
     /// collector frees, later, with the abstract names they hold; the next script gets a fresh namespace.
     sent_rights: bool,
+    /// SO_SNDBUF and SO_RCVBUF that calibration measured for a new socket (`None`: not calibrated), held to
+    /// detect a host tuned during the run (rule: every new socket is checked against them).
+    calibrated_bufs: Option<(usize, usize)>,
+}
+
+/// What a new socket's buffer sizes say about the host, against what calibration measured: `None` while they
+/// agree, else which parameter changed (`net.core.wmem_default` / `rmem_default`) and how.
+pub fn host_drift(calibrated: (usize, usize), now: (usize, usize)) -> Option<String> {
+    let say = |what: &str, sysctl: &str, cal: usize, got: usize| {
+        format!("a new socket's {what} is {got}, calibration measured {cal} ({sysctl} was changed)")
+    };
+    if now.0 != calibrated.0 {
+        Some(say(
+            "SO_SNDBUF",
+            "net.core.wmem_default",
+            calibrated.0,
+            now.0,
+        ))
+    } else if now.1 != calibrated.1 {
+        Some(say(
+            "SO_RCVBUF",
+            "net.core.rmem_default",
+            calibrated.1,
+            now.1,
+        ))
+    } else {
+        None
+    }
 }
 
 fn errno() -> Errno {
@@ -218,7 +255,23 @@ impl Kernel {
             buf: Vec::new(),
             netns,
             sent_rights: false,
+            calibrated_bufs: calibrate::params().ok().map(|p| (p.sndbuf, p.rcvbuf)),
         })
+    }
+
+    /// Stops the run when a socket the script just created does not have the buffers calibration measured.
+    fn check_host(&self, fds: &[RawFd]) -> Result<(), KernelError> {
+        let Some(cal) = self.calibrated_bufs else {
+            return Ok(());
+        };
+        for &fd in fds {
+            let get = |o| calibrate::get_int(fd, o).map_err(KernelError::Setup);
+            let now = (get(libc::SO_SNDBUF)?, get(libc::SO_RCVBUF)?);
+            if let Some(m) = host_drift(cal, now) {
+                return Err(KernelError::HostChanged(m));
+            }
+        }
+        Ok(())
     }
 
     /// The private directory.
@@ -430,6 +483,7 @@ impl Kernel {
                     Outcome::err(errno())
                 } else {
                     self.adopt_new(&[fd], blocking)?;
+                    self.check_host(&[fd])?;
                     Outcome::of(Value::Created)
                 }
             }
@@ -448,6 +502,7 @@ impl Kernel {
                     Outcome::err(errno())
                 } else {
                     self.adopt_new(&fds, blocking)?;
+                    self.check_host(&fds)?;
                     Outcome::of(Value::Pair)
                 }
             }
@@ -757,4 +812,19 @@ fn events(r: libc::c_short) -> Events {
         }
     }
     e
+}
+
+#[cfg(test)]
+mod drift_tests {
+    #[test]
+    fn host_drift_names_the_parameter_that_changed() {
+        use super::host_drift;
+        assert_eq!(host_drift((212992, 212992), (212992, 212992)), None);
+        let w = host_drift((212992, 212992), (100000, 212992)).expect("sndbuf changed");
+        assert!(
+            w.contains("net.core.wmem_default") && w.contains("100000") && w.contains("212992")
+        );
+        let r = host_drift((212992, 212992), (212992, 4096)).expect("rcvbuf changed");
+        assert!(r.contains("net.core.rmem_default") && r.contains("4096"));
+    }
 }
