@@ -525,6 +525,46 @@ pub fn describe(run: &Run) -> String {
     out
 }
 
+/// The model alone on a script (no kernel): each line's prediction, in order, names given and `@autoN` resolved
+/// as the checker does; it stops after the first line the model does not cover. Used by `udsim rules` and the
+/// model-only scenario test.
+pub fn model_only(params: &Params, script: &Script) -> Result<Vec<Prediction>, String> {
+    let mut model = Model::new(params.clone());
+    let (mut names, mut autos) = (Names::default(), Autos::default());
+    let mut out = Vec::new();
+    for l in &script.lines {
+        let call = autos
+            .resolve(&l.call)
+            .map_err(|e| format!("line {}: {e}", l.line_no))?
+            .unwrap_or_else(|| l.call.clone());
+        let mut p = model
+            .step(&call)
+            .map_err(|e| format!("line {}: {e}", l.line_no))?;
+        let numbers = !matches!(
+            l.expect.as_ref().map(|e| &e.value),
+            Some(ExpectValue::Accepted(_, None))
+        );
+        let exact = p.is_exact();
+        for o in &mut p.allowed {
+            if numbers && exact {
+                autos.normalize(o);
+            } else {
+                autos.clone().normalize(o);
+            }
+        }
+        let n = p.allowed.first().map_or(0, Outcome::new_fds);
+        let modelled = p.is_modelled();
+        out.push(p);
+        if !modelled {
+            break;
+        }
+        let created = names.names_for(l, n);
+        model.name_new(&created);
+        names.after(&created);
+    }
+    Ok(out)
+}
+
 /// The host parameters a script says it depends on: `# requires: name=value, name=value` comment lines (names
 /// as `udsim params` prints them). A script recorded on one kernel may show a behaviour another kernel does
 /// not have (see docs/kernels.md); it then declares the parameter, and runs only where it holds.

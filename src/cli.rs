@@ -1256,17 +1256,113 @@ pub fn explore_cmd(args: ExploreArgs) -> i32 {
 }
 
 /// `udsim params`: the calibrated host parameters, one per line (`name value`), as `# requires:` lines name them.
-pub fn params_cmd() -> i32 {
+/// Arguments of `udsim params`.
+#[derive(Debug, Args)]
+pub struct ParamsArgs {
+    /// Print every parameter in full (the truesize tables as `first:truesize` runs), in the form
+    /// `Params::from_preset` reads: a preset of this host for running the model without calibration.
+    #[arg(long)]
+    pub preset: bool,
+}
+
+pub fn params_cmd(args: ParamsArgs) -> i32 {
     match crate::kernel::calibrate::params() {
         Ok(p) => {
-            let mut out = std::io::stdout().lock();
-            for (k, v) in p.named() {
-                if writeln!(out, "{k} {v}").is_err() {
-                    break;
-                }
-            }
+            let text = if args.preset {
+                p.to_preset()
+            } else {
+                p.named()
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}\n"))
+                    .collect()
+            };
+            // A closed stdout ends quietly (exit 0).
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
             EXIT_OK
         }
         Err(e) => fail(format!("cannot calibrate the model on this kernel: {e}")),
     }
+}
+
+/// Arguments of `udsim rules`.
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    /// Only rules whose name contains this word.
+    pub filter: Option<String>,
+}
+
+/// `udsim rules`: every rule the model names (read from its source), what the source says it does, and the
+/// bundled scenarios in which it decides a line (the model alone steps each scenario that holds on this
+/// kernel's parameters, or on the recorded 6.18 host's where calibration cannot run).
+pub fn rules_cmd(args: RulesArgs) -> i32 {
+    use crate::model::{params::Params, rules::RULES};
+    use std::fmt::Write as _;
+    let (params, whose) = match crate::kernel::calibrate::params() {
+        Ok(p) => (p, "this kernel's calibrated parameters"),
+        Err(e) => {
+            eprintln!("udsim: cannot calibrate ({e}); using the recorded preset linux-6.18-host");
+            match Params::preset("linux-6.18-host") {
+                Some(p) => (p, "the recorded linux-6.18-host parameters"),
+                None => return fail("no bundled preset"),
+            }
+        }
+    };
+    let mut shown: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    let mut stepped = 0;
+    for (name, text) in crate::scenarios::SCENARIOS {
+        if crate::check::unmet(&params, &crate::check::requirements(text)).is_some() {
+            continue;
+        }
+        let Ok(script) = parse(text) else { continue };
+        let Ok(preds) = crate::check::model_only(&params, &script) else {
+            continue;
+        };
+        stepped += 1;
+        for p in preds {
+            let v = shown.entry(p.rule).or_default();
+            if v.last() != Some(name) {
+                v.push(name);
+            }
+        }
+    }
+    let want = |n: &str| args.filter.as_deref().is_none_or(|f| n.contains(f));
+    let rules: Vec<&(&str, &str)> = RULES.iter().filter(|(n, _)| want(n)).collect();
+    if rules.is_empty() {
+        return fail(format!(
+            "no rule's name contains `{}` (udsim rules lists them all)",
+            args.filter.unwrap_or_default()
+        ));
+    }
+    let with = rules.iter().filter(|(n, _)| shown.contains_key(n)).count();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# {} rules, {} decide a line of a bundled scenario ({} scenarios stepped by the model alone on {whose})",
+        rules.len(),
+        with,
+        stepped
+    );
+    for (name, desc) in rules {
+        let _ = writeln!(out, "{name}");
+        if !desc.is_empty() {
+            let _ = writeln!(out, "    {desc}");
+        }
+        match shown.get(name) {
+            Some(v) => {
+                let more = v.len().saturating_sub(3);
+                let list = v.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+                if more > 0 {
+                    let _ = writeln!(out, "    shown by: {list} (+{more} more)");
+                } else {
+                    let _ = writeln!(out, "    shown by: {list}");
+                }
+            }
+            None => {
+                let _ = writeln!(out, "    shown by: no bundled scenario");
+            }
+        }
+    }
+    // A closed stdout ends quietly (exit 0).
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    EXIT_OK
 }

@@ -21,7 +21,9 @@ enum Command {
     /// Echo client: copies stdin to the socket, prints the echo.
     Client(udsim::echo::ClientArgs),
     /// What calibration measured on this host and kernel: the model's parameters.
-    Params,
+    Params(udsim::cli::ParamsArgs),
+    /// Every rule the model names, what it does, and the bundled scenarios that show it.
+    Rules(udsim::cli::RulesArgs),
     /// The benchmark ratio table from criterion's saved estimates (run `cargo bench` first).
     BenchReport(udsim::bench_report::BenchReportArgs),
 }
@@ -39,7 +41,8 @@ fn main() {
         Command::Serve(a) => udsim::echo::run_serve(a),
         Command::Client(a) => udsim::echo::run_client(a),
         Command::BenchReport(a) => udsim::bench_report::run(a),
-        Command::Params => udsim::cli::params_cmd(),
+        Command::Params(a) => udsim::cli::params_cmd(a),
+        Command::Rules(a) => udsim::cli::rules_cmd(a),
     };
     std::process::exit(code);
 }

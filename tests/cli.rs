@@ -933,3 +933,50 @@ fn jobs_do_not_change_check_output() {
     let bundled = |jobs: &str| text(&udsim(&["check", "--explore-cases", "0", "-j", jobs]).stdout);
     assert_eq!(bundled("1"), bundled("2"));
 }
+
+#[test]
+fn rules_lists_every_rule_with_its_description_and_scenarios() {
+    let out = udsim(&["rules"]);
+    assert_eq!(out.status.code(), Some(0));
+    let o = text(&out.stdout);
+    let first = o.lines().next().unwrap_or_default();
+    let n: usize = first
+        .strip_prefix("# ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("first line: {first}"));
+    // One entry per rule of the model's table, each with its scenarios (or the lack of one) said.
+    assert_eq!(n, udsim::model::rules::RULES.len());
+    assert_eq!(o.matches("\n    shown by: ").count(), n, "{o}");
+    let backlog = o
+        .split("\nbacklog_admits_n_plus_one\n")
+        .nth(1)
+        .expect("the backlog rule is listed");
+    let mut lines = backlog.lines();
+    assert_eq!(
+        lines.next(),
+        Some("    the queue is full only when it holds more than the backlog.")
+    );
+    assert!(
+        lines.next().is_some_and(|l| l.contains("backlog")),
+        "{backlog}"
+    );
+
+    let one = udsim(&["rules", "backlog_admits"]);
+    assert_eq!(one.status.code(), Some(0));
+    assert!(text(&one.stdout).starts_with("# 1 rules, 1 decide"));
+    let none = udsim(&["rules", "no_such_rule_anywhere"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(text(&none.stderr).contains("no rule's name contains `no_such_rule_anywhere`"));
+}
+
+#[test]
+fn params_preset_prints_what_calibration_measured_in_full() {
+    let out = udsim(&["params", "--preset"]);
+    assert_eq!(out.status.code(), Some(0));
+    let p = udsim::model::Params::from_preset(&text(&out.stdout)).expect("reads back");
+    assert_eq!(p, udsim::kernel::calibrate::params().expect("calibration"));
+    // The short form prints the truesize tables as their number of runs only.
+    let short = text(&udsim(&["params"]).stdout);
+    assert!(short.contains(&format!("truesize_runs {}\n", p.truesize_runs.len())));
+}

@@ -20,6 +20,7 @@ pub mod namespace;
 mod options;
 pub mod params;
 mod poll;
+pub mod rules;
 pub mod socket;
 pub mod stream;
 
