@@ -129,9 +129,9 @@ pub struct CheckArgs {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Also write a JUnit XML report to FILE: one <testcase> per script (classname: its directory, name: its
-    /// file name) and one for the exploration; <failure> for a divergence, <error> for a script error,
-    /// <skipped> for a skipped script.
+    /// Also write a JUnit XML report to FILE: one `testcase` per script (classname: its directory, name: its
+    /// file name) and one for the exploration; `failure` for a divergence, `error` for a script error,
+    /// `skipped` for a skipped script.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// List the bundled scenarios (name and the first line of the header comment), or those the FILTER words
