@@ -41,7 +41,9 @@ pub mod bench_report;
 pub mod check;
 #[doc(hidden)]
 pub mod cli;
+pub mod diagram;
 pub mod echo;
+pub mod enumerate;
 pub mod explore;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -24,13 +24,21 @@ enum Command {
     Params(udsim::cli::ParamsArgs),
     /// Every rule the model names, what it does, and the bundled scenarios that show it.
     Rules(udsim::cli::RulesArgs),
+    /// Every call sequence up to a depth over a small universe, each distinct model state expanded once and
+    /// every transition checked on the kernel.
+    Enumerate(udsim::enumerate::EnumerateArgs),
+    /// One socket's states and the calls between them, derived from the enumeration (dot, mermaid, svg).
+    Diagram(udsim::diagram::DiagramArgs),
     /// The benchmark ratio table from criterion's saved estimates (run `cargo bench` first).
     BenchReport(udsim::bench_report::BenchReportArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Check(_) | Command::Explore(_)) {
+    if matches!(
+        cli.command,
+        Command::Check(_) | Command::Explore(_) | Command::Enumerate(_)
+    ) {
         // The soft limit on open descriptors up to the hard one, so long checks and explorations are not cut
         // short by a low default (`ulimit -n 1024`); the echo programs keep the limit they were given.
         raise_nofile();
@@ -41,6 +49,8 @@ fn main() {
         Command::Serve(a) => udsim::echo::run_serve(a),
         Command::Client(a) => udsim::echo::run_client(a),
         Command::BenchReport(a) => udsim::bench_report::run(a),
+        Command::Enumerate(a) => udsim::enumerate::run(a),
+        Command::Diagram(a) => udsim::diagram::run(a),
         Command::Params(a) => udsim::cli::params_cmd(a),
         Command::Rules(a) => udsim::cli::rules_cmd(a),
     };

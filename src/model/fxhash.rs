@@ -90,6 +90,16 @@ mod tests {
     }
 
     #[test]
+    fn every_integer_width_is_hashed() {
+        // The map's keys hash their lengths with write_usize, the abstract-name keys their type with write_u32.
+        assert_ne!(h(&1u32), h(&2u32));
+        assert_ne!(h(&1u64), h(&2u64));
+        assert_ne!(h(&1usize), h(&2usize));
+        assert_ne!(h(&1u8), h(&2u8));
+        assert_ne!(h(&b"ab"[..]), h(&b"ab\0"[..]));
+    }
+
+    #[test]
     fn the_map_finds_what_it_holds() {
         let mut m: FxHashMap<String, usize> = FxHashMap::default();
         for i in 0..500 {

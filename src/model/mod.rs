@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod addr;
+pub mod canon;
 mod connect;
 mod dgram;
 mod files;
