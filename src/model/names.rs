@@ -115,4 +115,12 @@ mod tests {
         assert_eq!(n.get("s0"), Some(Handle::Closed));
         assert!(n.contains("s0") && !n.contains("s1"));
     }
+
+    #[test]
+    fn keys_are_equal_exactly_when_their_bytes_are() {
+        assert_eq!(Key::new("s0"), Key::new("s0"));
+        assert_eq!(Key::new(&"y".repeat(30)), Key::new(&"y".repeat(30)));
+        assert_ne!(Key::new("s0"), Key::new("s1"));
+        assert_ne!(Key::new(&"y".repeat(23)), Key::new(&"y".repeat(24)));
+    }
 }
