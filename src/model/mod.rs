@@ -964,3 +964,46 @@ fn prefixed(prefix: &str, state: &'static str) -> &'static str {
 fn addr_out(a: &Option<SockAddr>) -> AddrOut {
     a.as_ref().map_or_else(AddrOut::unnamed, SockAddr::out)
 }
+
+#[cfg(test)]
+mod outcomes_tests {
+    use super::*;
+
+    /// A prediction grows from none to one outcome (held inline) to several, keeping their order.
+    #[test]
+    fn outcomes_push_keeps_order_from_none_to_one_to_many() {
+        let o = |n| Outcome::of(Value::Wrote(n));
+        let mut a = Outcomes::NONE;
+        assert!(a.is_empty());
+        a.push(o(1));
+        assert!(matches!(a, Outcomes::One(_)));
+        assert_eq!(&a[..], &[o(1)]);
+        a.push(o(2));
+        a.push(o(3));
+        assert_eq!(&a[..], &[o(1), o(2), o(3)]);
+        for x in &mut a {
+            x.waited = true;
+        }
+        assert_eq!((&a).into_iter().filter(|x| x.waited).count(), 3);
+    }
+
+    /// `allows` is membership: what the checker compares the kernel's outcome with.
+    #[test]
+    fn a_prediction_allows_exactly_its_outcomes() {
+        let o = |n| Outcome::of(Value::Wrote(n));
+        let p = Prediction::one("r", Value::Wrote(1));
+        assert!(p.allows(&o(1)) && !p.allows(&o(2)));
+        assert!(p.is_exact() && p.is_modelled());
+        let none = Prediction::unmodelled("u");
+        assert!(!none.allows(&o(1)) && !none.is_modelled() && !none.is_exact());
+    }
+
+    #[test]
+    fn an_unknown_name_is_an_error_naming_it() {
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        let e = m
+            .step(&crate::script::Call::Close("ghost".into()))
+            .unwrap_err();
+        assert_eq!(e.to_string(), "unknown socket name `ghost`");
+    }
+}
