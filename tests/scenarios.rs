@@ -6,7 +6,8 @@ use udsim::check::{Checker, Names, Options};
 use udsim::model::Model;
 use udsim::script::{parse, CallKind, Script};
 
-fn library() -> Vec<(String, Script)> {
+/// Every `scenarios/*.uds` as (file name, text), sorted.
+fn library_texts() -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("scenarios/ exists")
@@ -24,6 +25,15 @@ fn library() -> Vec<(String, Script)> {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
+            (name, text)
+        })
+        .collect()
+}
+
+fn library() -> Vec<(String, Script)> {
+    library_texts()
+        .into_iter()
+        .map(|(name, text)| {
             let script = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
             (name, script)
         })
@@ -261,53 +271,26 @@ fn model_rules() -> BTreeSet<String> {
 /// fails here even on a machine without AF_UNIX.
 #[test]
 fn every_written_result_is_what_the_model_predicts_on_every_recorded_kernel() {
-    use udsim::check::{requirements, unmet, Autos};
+    use udsim::check::{model_only, requirements, unmet};
     use udsim::model::params::PRESETS;
     use udsim::model::Params;
-    use udsim::script::ExpectValue;
 
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("scenarios/ exists")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "uds"))
-        .collect();
-    files.sort();
+    let texts = library_texts();
     let mut failures = Vec::new();
     for (preset, _) in PRESETS {
         let params = Params::preset(preset).expect("bundled preset");
         let (mut checked, mut lines) = (0, 0);
-        for path in &files {
-            let name = path.file_name().unwrap_or_default().to_string_lossy();
-            let text = std::fs::read_to_string(path).expect("readable");
-            if unmet(&params, &requirements(&text)).is_some() {
+        for (name, text) in &texts {
+            if unmet(&params, &requirements(text)).is_some() {
                 continue;
             }
-            let script = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let script = parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
             checked += 1;
-            let mut model = Model::new(params.clone());
-            let (mut names, mut autos) = (Names::default(), Autos::default());
-            for l in &script.lines {
-                let call = autos
-                    .resolve(&l.call)
-                    .unwrap_or_else(|e| panic!("{name} line {}: {e}", l.line_no))
-                    .unwrap_or_else(|| l.call.clone());
-                let mut p = model.step(&call).expect("known names");
-                let numbers = !matches!(
-                    l.expect.as_ref().map(|e| &e.value),
-                    Some(ExpectValue::Accepted(_, None))
-                );
-                let exact = p.is_exact();
-                for o in &mut p.allowed {
-                    if numbers && exact {
-                        autos.normalize(o);
-                    } else {
-                        autos.clone().normalize(o);
-                    }
-                }
+            let predictions =
+                model_only(&params, &script).unwrap_or_else(|e| panic!("{preset}: {name}: {e}"));
+            for (l, p) in script.lines.iter().zip(&predictions) {
                 if !p.is_modelled() {
-                    if !DELIBERATE_STOPS.contains(&name.as_ref()) {
+                    if !DELIBERATE_STOPS.contains(&name.as_str()) {
                         failures.push(format!(
                             "{preset}: {name} line {}: not modelled ({})",
                             l.line_no, p.rule
@@ -329,9 +312,6 @@ fn every_written_result_is_what_the_model_predicts_on_every_recorded_kernel() {
                     ));
                     break;
                 }
-                let created = names.names_for(l, p.allowed[0].new_fds());
-                model.name_new(&created);
-                names.after(&created);
             }
         }
         // Each kernel's share of the library is most of it (the rest require another kernel's side).

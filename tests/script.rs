@@ -241,27 +241,9 @@ fn malformed_scripts_name_line_and_column() {
     }
 }
 
-/// The parser's private-directory rule on a raw path (its filesystem part, up to the first NUL): no leading
-/// `/`, and `..` never above the directory.
+/// The parser's private-directory rule on a raw path's filesystem part (up to the first NUL).
 fn stays_inside(p: &[u8]) -> bool {
-    let fs = p.split(|&b| b == 0).next().unwrap_or(&[]);
-    if fs.first() == Some(&b'/') {
-        return false;
-    }
-    let mut depth = 0i64;
-    for c in fs.split(|&b| b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
-            _ => depth += 1,
-        }
-    }
-    true
+    udsim::script::stays_inside(p.split(|&b| b == 0).next().unwrap_or(&[]))
 }
 
 fn arb_addr() -> impl Strategy<Value = Addr> {

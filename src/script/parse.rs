@@ -106,7 +106,7 @@ pub fn is_auto_name(n: &str) -> bool {
 }
 
 /// The private-directory rule: relative, and `..` never climbs above the directory.
-fn stays_inside(path: &[u8]) -> bool {
+pub fn stays_inside(path: &[u8]) -> bool {
     if path.first() == Some(&b'/') {
         return false;
     }
