@@ -9,7 +9,7 @@
 //! contents carry no information the lengths do not. Pure: reads the model, changes nothing.
 
 use super::namespace::Node;
-use super::socket::{Addr, SockId, State};
+use super::socket::{Addr, Sock, SockId, State};
 use super::{Handle, Model};
 use crate::script::Creds;
 
@@ -174,22 +174,49 @@ impl Model {
         let socks = order
             .iter()
             .map(|&id| {
-                let s = &self.socks[id];
+                // Destructured in full: a field added to `Sock` must be added here too (or the canonical
+                // form would merge states that differ in it).
+                let Sock {
+                    ty,
+                    state,
+                    backlog,
+                    pending,
+                    addr,
+                    peer,
+                    shut_rd,
+                    shut_wr,
+                    err,
+                    rx,
+                    wmem,
+                    released,
+                    refs,
+                    nonblock,
+                    sndbuf,
+                    rcvbuf,
+                    rcvtimeo,
+                    sndtimeo,
+                    peek_off,
+                    rcvlowat,
+                    passcred,
+                    oobinline,
+                    peercred,
+                    inq,
+                    embryo,
+                } = &self.socks[id];
                 CSock {
-                    ty: s.ty,
-                    state: s.state,
-                    backlog: s.backlog,
-                    pending: s.pending.iter().map(|&e| map(e)).collect(),
-                    addr: s.addr.as_ref().map(|a| match a {
+                    ty: *ty,
+                    state: *state,
+                    backlog: *backlog,
+                    pending: pending.iter().map(|&e| map(e)).collect(),
+                    addr: addr.as_ref().map(|a| match a {
                         Addr::Path(p) => path_ix(p),
                         Addr::Abstract(a) => CAddr::Abstract(a.clone()),
                     }),
-                    peer: s.peer.map(map),
-                    shut_rd: s.shut_rd,
-                    shut_wr: s.shut_wr,
-                    err: s.err.map(|e| e.0),
-                    rx: s
-                        .rx
+                    peer: peer.map(map),
+                    shut_rd: *shut_rd,
+                    shut_wr: *shut_wr,
+                    err: err.map(|e| e.0),
+                    rx: rx
                         .iter()
                         .map(|k| CSkb {
                             len: k.bytes().len(),
@@ -202,21 +229,21 @@ impl Model {
                             creds: k.creds,
                         })
                         .collect(),
-                    wmem: s.wmem,
-                    released: s.released,
-                    refs: s.refs,
-                    nonblock: s.nonblock,
-                    sndbuf: s.sndbuf,
-                    rcvbuf: s.rcvbuf,
-                    rcvtimeo: s.rcvtimeo,
-                    sndtimeo: s.sndtimeo,
-                    peek_off: s.peek_off,
-                    rcvlowat: s.rcvlowat,
-                    passcred: s.passcred,
-                    oobinline: s.oobinline,
-                    peercred: s.peercred,
-                    inq: s.inq,
-                    embryo: s.embryo,
+                    wmem: *wmem,
+                    released: *released,
+                    refs: *refs,
+                    nonblock: *nonblock,
+                    sndbuf: *sndbuf,
+                    rcvbuf: *rcvbuf,
+                    rcvtimeo: *rcvtimeo,
+                    sndtimeo: *sndtimeo,
+                    peek_off: *peek_off,
+                    rcvlowat: *rcvlowat,
+                    passcred: *passcred,
+                    oobinline: *oobinline,
+                    peercred: *peercred,
+                    inq: *inq,
+                    embryo: *embryo,
                 }
             })
             .collect();
