@@ -251,22 +251,7 @@ fn bad_arguments_exit_2_with_a_message() {
 
 /// Every state name `Model::states_of` gives.
 fn model_state_names() -> BTreeSet<String> {
-    let base = [
-        "bound",
-        "fresh",
-        "listening",
-        "listening-with-pending",
-        "pending",
-        "peer-closed",
-        "connected",
-        "reset",
-        "half-closed-rd",
-        "half-closed-wr",
-        "shut-both",
-        "full-buffer",
-        "unread-data",
-        "closed",
-    ];
+    let base = udsim::model::STATE_NAMES;
     let mut v = BTreeSet::new();
     for b in base {
         v.insert(b.to_string());

@@ -900,24 +900,27 @@ impl Recv {
 /// SCM_MAX_FD: the most descriptors one SCM_RIGHTS message carries.
 const SCM_MAX_FD: usize = 253;
 
+/// The states `Model::states_of` names for a stream socket; datagram and seqpacket sockets' states are the same
+/// names prefixed `dgram-` / `seqpacket-`.
+pub const STATE_NAMES: &[&str] = &[
+    "bound",
+    "fresh",
+    "listening",
+    "listening-with-pending",
+    "pending",
+    "peer-closed",
+    "connected",
+    "reset",
+    "half-closed-rd",
+    "half-closed-wr",
+    "shut-both",
+    "full-buffer",
+    "unread-data",
+    "closed",
+];
+
 /// `prefix` + `state` as a static name (the set of states is small and fixed).
 fn prefixed(prefix: &str, state: &'static str) -> &'static str {
-    const STATES: &[&str] = &[
-        "bound",
-        "fresh",
-        "listening",
-        "listening-with-pending",
-        "pending",
-        "peer-closed",
-        "connected",
-        "reset",
-        "half-closed-rd",
-        "half-closed-wr",
-        "shut-both",
-        "full-buffer",
-        "unread-data",
-        "closed",
-    ];
     const DGRAM_STATES: &[&str] = &[
         "dgram-bound",
         "dgram-fresh",
@@ -955,7 +958,7 @@ fn prefixed(prefix: &str, state: &'static str) -> &'static str {
     } else {
         SEQ_STATES
     };
-    STATES
+    STATE_NAMES
         .iter()
         .position(|s| *s == state)
         .map_or(state, |i| table[i])
