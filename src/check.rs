@@ -344,6 +344,9 @@ pub fn run_with(
                 run.unmodelled.get_or_insert((idx, p.rule));
                 model_live = false;
             } else {
+                if let Some(i) = p.allowed.iter().position(|o| *o == kout) {
+                    model.observe(i);
+                }
                 model.name_new(&created);
                 if p.is_exact() {
                     run.exact += 1;
@@ -552,7 +555,17 @@ pub fn model_only(params: &Params, script: &Script) -> Result<Vec<Prediction>, S
                 autos.clone().normalize(o);
             }
         }
-        let n = p.allowed.first().map_or(0, Outcome::new_fds);
+        // Where the model allows several outcomes, the written one says which happened.
+        let seen = l
+            .expect
+            .as_ref()
+            .and_then(|e| p.allowed.iter().position(|o| e.admits(o)));
+        if let Some(i) = seen {
+            model.observe(i);
+        }
+        let n = seen
+            .or(p.is_modelled().then_some(0))
+            .map_or(0, |i| p.allowed[i].new_fds());
         let modelled = p.is_modelled();
         out.push(p);
         if !modelled {

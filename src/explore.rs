@@ -18,6 +18,12 @@ pub struct Stats {
     pub outcomes: BTreeMap<CallKind, BTreeMap<String, usize>>,
     /// Steps after which some socket was in each state.
     pub states: BTreeMap<&'static str, usize>,
+    /// Steps after which some descriptor was in flight (SCM_RIGHTS queued, not yet received).
+    pub in_flight: usize,
+    /// Steps after which garbage in flight awaited the kernel's collector (the model held several states).
+    pub awaiting_collector: usize,
+    /// Why the steps that were not exact were not: the rule of each such prediction, counted.
+    pub inexact: BTreeMap<&'static str, usize>,
 }
 
 impl Stats {
@@ -44,9 +50,17 @@ impl Stats {
                 .or_default()
                 .entry(class)
                 .or_default() += 1;
-            if m.step(&st.line.call).is_err() {
+            let Ok(p) = m.step(&st.line.call) else {
                 break;
+            };
+            if let Some(i) = p.allowed.iter().position(|o| *o == st.kernel) {
+                m.observe(i);
             }
+            if let Some(q) = st.prediction.as_ref().filter(|q| !q.is_exact()) {
+                *self.inexact.entry(q.rule).or_default() += 1;
+            }
+            self.in_flight += usize::from(m.fds_in_flight() > 0);
+            self.awaiting_collector += usize::from(m.state_count() > 1);
             m.name_new(&st.created);
             names.extend(st.created.iter().cloned());
             let mut seen: Vec<&'static str> = names.iter().flat_map(|n| m.states_of(n)).collect();
@@ -77,6 +91,11 @@ impl Stats {
         for (s, n) in &other.states {
             *self.states.entry(s).or_default() += n;
         }
+        self.in_flight += other.in_flight;
+        self.awaiting_collector += other.awaiting_collector;
+        for (r, n) in &other.inexact {
+            *self.inexact.entry(r).or_default() += n;
+        }
     }
 
     /// The summary table.
@@ -93,6 +112,13 @@ impl Stats {
                 self.ops
             )
         };
+        for (rule, n) in &self.inexact {
+            out.push_str(&format!("  not exact: {n} steps by rule {rule}\n"));
+        }
+        out.push_str(&format!(
+            "descriptors in flight after {} steps; garbage awaiting the collector after {}\n",
+            self.in_flight, self.awaiting_collector
+        ));
         out.push_str("outcomes per call:\n");
         for (k, m) in &self.outcomes {
             let parts: Vec<String> = m.iter().map(|(c, n)| format!("{c} {n}")).collect();

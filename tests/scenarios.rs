@@ -40,12 +40,8 @@ fn library() -> Vec<(String, Script)> {
         .collect()
 }
 
-/// Scenarios that reach a point where the model deliberately stops: a pid it cannot know exists (242), a cycle
-/// of descriptors in flight the kernel collects asynchronously (404).
-const DELIBERATE_STOPS: &[&str] = &[
-    "242-creds-explicit.uds",
-    "404-rights-cycle-left-to-the-collector.uds",
-];
+/// Scenarios that reach a point where the model deliberately stops: a pid it cannot know exists (242).
+const DELIBERATE_STOPS: &[&str] = &["242-creds-explicit.uds"];
 
 /// One test runs the library on the kernel (scenario 19 holds an abstract name, which is machine-global, so two
 /// threads running it at once would collide): every scenario agrees, and every model rule is shown by one.

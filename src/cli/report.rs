@@ -115,6 +115,9 @@ pub fn stats_json(seed: u64, stats: &Stats) -> Value {
         "ops": stats.ops,
         "exact": stats.exact,
         "exact_rate": stats.exact_rate(),
+        "inexact": stats.inexact,
+        "in_flight_steps": stats.in_flight,
+        "awaiting_collector_steps": stats.awaiting_collector,
         "outcomes": outcomes,
         "states": states,
     })

@@ -16,6 +16,7 @@ mod connect;
 mod dgram;
 mod files;
 mod fxhash;
+mod gc;
 mod names;
 pub mod namespace;
 mod options;
@@ -189,7 +190,7 @@ pub const PRIVATE_DIR_MODE: u32 = 0o700;
 pub const BLOCKING_TIMEOUT_MS: u64 = 100;
 
 /// The model's whole world for one script.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
     params: Params,
     socks: Vec<Sock>,
@@ -207,6 +208,14 @@ pub struct Model {
     egid: u32,
     /// How many more descriptors the process may open (RLIMIT_NOFILE less those open), if known.
     fd_budget: Option<usize>,
+    /// Some call sent descriptors: from here a step looks for garbage the collector may free (see `gc`).
+    rights_sent: bool,
+    /// The other states the kernel may be in, each with an in-flight cycle collected at an earlier moment
+    /// (see `gc`); empty unless garbage exists.
+    alts: Vec<Model>,
+    /// For the last prediction, if it was a union over states: the indices of `allowed` each state (this
+    /// one first, then `alts`) allows; read by `observe`.
+    split: Vec<Vec<usize>>,
 }
 
 impl Model {
@@ -223,6 +232,9 @@ impl Model {
             next_auto: 0xf0000,
             fresh: Vec::with_capacity(2),
             fd_budget: None,
+            rights_sent: false,
+            alts: Vec::new(),
+            split: Vec::new(),
         }
     }
 
@@ -234,6 +246,9 @@ impl Model {
     /// measures it); `None`: unlimited, as far as the model knows.
     pub fn set_fd_budget(&mut self, n: Option<usize>) {
         self.fd_budget = n;
+        for m in &mut self.alts {
+            m.fd_budget = n;
+        }
     }
 
     /// rule `emfile_past_rlimit_nofile`: a call that needs `n` new descriptors fails when fewer are free.
@@ -373,6 +388,9 @@ impl Model {
             self.name_sock(n, id);
         }
         self.fresh.clear();
+        for m in &mut self.alts {
+            m.name_new(names);
+        }
     }
 
     /// A new descriptor for `id`, to be named by `name_new`.
@@ -460,22 +478,34 @@ impl Model {
     }
 
     /// Predicts one call and applies its effect. Descriptors the call creates are named afterwards with
-    /// `name_new`.
+    /// `name_new`; where the prediction allows several outcomes, `observe` says which one happened.
     pub fn step(&mut self, call: &Call) -> Result<Prediction, ModelError> {
-        self.fresh.clear();
-        let Some(subject) = call.subject() else {
-            return Ok(self.step_unbound(call));
-        };
         if let Call::SendMsg(_, _, m) = call {
             for r in m.rights.iter().flatten() {
                 self.handle(r)?;
             }
+            self.rights_sent |= m.rights.as_ref().is_some_and(|r| !r.is_empty());
         }
-        let sid = match self.handle(subject)? {
-            Handle::Open(id) => id,
-            Handle::Closed => return Ok(self.on_closed_fd(call)),
+        if let Some(subject) = call.subject() {
+            self.handle(subject)?;
+        }
+        if self.rights_sent {
+            Ok(self.step_states(call))
+        } else {
+            Ok(self.step_one(call))
+        }
+    }
+
+    /// One call on this state alone (names were checked by `step`).
+    fn step_one(&mut self, call: &Call) -> Prediction {
+        self.fresh.clear();
+        let Some(subject) = call.subject() else {
+            return self.step_unbound(call);
         };
-        Ok(self.step_on(sid, call))
+        match self.names.get(subject) {
+            Some(Handle::Open(id)) => self.step_on(id, call),
+            _ => self.on_closed_fd(call),
+        }
     }
 
     /// Calls that act on no socket: creating sockets, files, credentials.
@@ -645,7 +675,7 @@ impl Model {
                         creds,
                     },
                 );
-                self.after_release().map_or(p, |gc| gc)
+                p
             }
             Call::Read(_, n) => self.recv(sid, *n, Flags(0), Recv::Data),
             Call::Recv(_, n, f) => self.recv(sid, *n, *f, Recv::Data),
@@ -702,12 +732,11 @@ impl Model {
             *b += 1;
         }
         let released = self.drop_ref(sid);
-        let p = if released {
+        if released {
             Prediction::ok("close_releases")
         } else {
             Prediction::ok("close_releases_last_descriptor")
-        };
-        self.after_release().map_or(p, |gc| gc)
+        }
     }
 
     /// One reference to `sid` goes (a descriptor closed, an in-flight copy dropped); at none the socket is
@@ -728,45 +757,6 @@ impl Model {
         for f in fds {
             self.drop_ref(f);
         }
-    }
-
-    /// rule `in_flight_cycle_is_collected_asynchronously`: sockets referenced only by copies in flight in the
-    /// queues of sockets that are themselves only in flight are garbage; the kernel's collector frees them on a
-    /// work queue, at a moment no script controls, so from here the model does not say.
-    fn after_release(&self) -> Option<Prediction> {
-        let in_flight = |s: &Sock| s.rx.iter().any(|k| !k.fds.is_empty());
-        if !self.socks.iter().any(in_flight) {
-            return None;
-        }
-        let mut inflight = vec![0usize; self.socks.len()];
-        for s in &self.socks {
-            for k in &s.rx {
-                for &f in &k.fds {
-                    inflight[f] += 1;
-                }
-            }
-        }
-        if inflight.iter().all(|&n| n == 0) {
-            return None;
-        }
-        let mut reached = vec![false; self.socks.len()];
-        let mut stack: Vec<SockId> = (0..self.socks.len())
-            .filter(|&i| !self.socks[i].released && self.socks[i].refs > inflight[i])
-            .collect();
-        // Embryos are held by their listener.
-        while let Some(i) = stack.pop() {
-            if std::mem::replace(&mut reached[i], true) {
-                continue;
-            }
-            let s = &self.socks[i];
-            stack.extend(s.pending.iter().copied());
-            for k in &s.rx {
-                stack.extend(k.fds.iter().copied());
-            }
-        }
-        let garbage = (0..self.socks.len())
-            .any(|i| !self.socks[i].released && inflight[i] > 0 && !reached[i]);
-        garbage.then(|| Prediction::unmodelled("in_flight_cycle_is_collected_asynchronously"))
     }
 
     /// Whether a call on `sid` with `flags` may wait (a blocking socket, no MSG_DONTWAIT), and for how long.

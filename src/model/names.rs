@@ -61,7 +61,7 @@ impl PartialEq for Key {
 impl Eq for Key {}
 
 /// Every name the script has created, open or closed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Names(FxHashMap<Key, Handle>);
 
 impl Default for Names {

@@ -19,7 +19,7 @@ pub enum Node {
     Symlink(Vec<u8>),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inode {
     pub node: Node,
     /// The 12 permission bits.
@@ -105,7 +105,7 @@ pub fn fs_path(addr: &[u8]) -> &[u8] {
 }
 
 /// The socket files and directories of one script.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Namespace {
     inodes: Vec<Inode>,
 }

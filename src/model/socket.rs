@@ -43,7 +43,7 @@ impl Addr {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sock {
     /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET` (RAW was made DGRAM at creation).
     pub ty: i32,

@@ -10,7 +10,7 @@ use crate::script::{
 use crate::script::{Creds, Payload, MSG_CTRUNC};
 
 /// One sk_buff in a receive queue.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skb {
     /// The send's payload, shared with the call (never copied); this skb's bytes are `data[start..end]`.
     data: Payload,
