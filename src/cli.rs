@@ -161,6 +161,11 @@ pub struct ExploreArgs {
     /// Calls per script.
     #[arg(long, default_value_t = 40)]
     pub max_ops: usize,
+    /// What the scripts are made of: `all` (every call of the language) or `rights` (half the steps send and
+    /// receive descriptors and credentials, close names and release sockets, so cycles in flight and the
+    /// collector are reached often).
+    #[arg(long, value_enum, default_value_t = crate::gen::Mix::All)]
+    pub mix: crate::gen::Mix,
     /// Where to write the minimal diverging script (default: `udsim-divergence-<seed>-<case>.uds`).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -960,6 +965,7 @@ fn explore_after(
         until: None,
         max_ops: 40,
         jobs: jobs.min(cases),
+        mix: crate::gen::Mix::All,
     };
     let found = explore_plan(ck, &plan, &mut stats, |_| {})?;
     if sink.text() && !sink.quiet {
@@ -1093,6 +1099,14 @@ fn fmt_duration(d: Duration) -> String {
 }
 
 /// `udsim explore`.
+/// How the explore header names a mix (nothing for the default).
+fn mix_word(mix: crate::gen::Mix) -> &'static str {
+    match mix {
+        crate::gen::Mix::All => "",
+        crate::gen::Mix::Rights => "rights-heavy ",
+    }
+}
+
 pub fn explore_cmd(args: ExploreArgs) -> i32 {
     let mut ck = match Checker::new() {
         Ok(c) => c,
@@ -1120,12 +1134,14 @@ pub fn explore_cmd(args: ExploreArgs) -> i32 {
     if !json {
         let header = match (cases, args.duration) {
             (Some(n), None) => format!(
-                "udsim explore: {n} scripts of up to {} calls, seed {seed}\n",
+                "udsim explore: {n} {}scripts of up to {} calls, seed {seed}\n",
+                mix_word(args.mix),
                 args.max_ops
             ),
             (n, Some(d)) => format!(
-                "udsim explore: {}scripts of up to {} calls for {}, seed {seed}\n",
+                "udsim explore: {}{}scripts of up to {} calls for {}, seed {seed}\n",
                 n.map_or(String::new(), |n| format!("up to {n} ")),
+                mix_word(args.mix),
                 args.max_ops,
                 fmt_duration(d)
             ),
@@ -1146,6 +1162,7 @@ pub fn explore_cmd(args: ExploreArgs) -> i32 {
         until,
         max_ops: args.max_ops,
         jobs,
+        mix: args.mix,
     };
     let width = 40;
     let found = explore_plan(&mut ck, &plan, &mut stats, |done| {

@@ -2,10 +2,13 @@
 //! outcomes per call, states reached and the exact-prediction rate — and, on a divergence, a shrunk script.
 
 use crate::check::{CheckError, Checker, Options, Run};
-use crate::gen::{generate, Rng};
+use crate::gen::{generate_mix, Mix, Rng};
 use crate::model::{Model, Params};
 use crate::script::{AddrOut, Call, CallKind, Outcome, Script, Value};
 use std::collections::BTreeMap;
+
+/// How `Stats::inexact` counts the steps after the model stopped in a script (they have no prediction).
+pub const AFTER_STOP: &str = "(none: after the model stopped)";
 
 /// What an exploration saw.
 #[derive(Clone, Debug, Default)]
@@ -56,8 +59,11 @@ impl Stats {
             if let Some(i) = p.allowed.iter().position(|o| *o == st.kernel) {
                 m.observe(i);
             }
-            if let Some(q) = st.prediction.as_ref().filter(|q| !q.is_exact()) {
-                *self.inexact.entry(q.rule).or_default() += 1;
+            match &st.prediction {
+                Some(q) if !q.is_exact() => *self.inexact.entry(q.rule).or_default() += 1,
+                Some(_) => {}
+                // Past a call the model stopped at: no prediction.
+                None => *self.inexact.entry(AFTER_STOP).or_default() += 1,
             }
             self.in_flight += usize::from(m.fds_in_flight() > 0);
             self.awaiting_collector += usize::from(m.state_count() > 1);
@@ -167,8 +173,8 @@ pub fn case_seed(seed: u64, i: usize) -> u64 {
 }
 
 /// The script of one case.
-pub fn case_script(params: &Params, seed: u64, i: usize, max_ops: usize) -> Script {
-    generate(&mut Rng(case_seed(seed, i)), params, max_ops)
+pub fn case_script(params: &Params, seed: u64, i: usize, max_ops: usize, mix: Mix) -> Script {
+    generate_mix(&mut Rng(case_seed(seed, i)), params, max_ops, mix)
 }
 
 /// The first diverging case of an exploration.
@@ -193,6 +199,7 @@ pub fn explore(
         until: None,
         max_ops,
         jobs: 1,
+        mix: Mix::All,
     };
     explore_plan(ck, &plan, stats, progress)
 }
@@ -206,6 +213,8 @@ pub struct Plan {
     pub until: Option<std::time::Instant>,
     pub max_ops: usize,
     pub jobs: usize,
+    /// What the generated scripts are made of.
+    pub mix: Mix,
 }
 
 /// Explores as `plan` says; `progress` is called after each case with the number done. Stops at the first
@@ -229,7 +238,7 @@ pub fn explore_plan(
         plan.jobs,
         &claim,
         |ck, i| {
-            let script = case_script(params, plan.seed, i, plan.max_ops);
+            let script = case_script(params, plan.seed, i, plan.max_ops, plan.mix);
             let run = ck.run(&script, Options::default())?;
             let mut st = Stats::default();
             st.add(params, &run);

@@ -252,6 +252,29 @@ fn call_orderings_with(data: &[u8], let_known_pass: bool) {
     });
 }
 
+/// Target `descriptors_in_flight`: as [`call_orderings`], but generated-mode inputs make rights-heavy scripts
+/// (`gen::Mix::Rights`: rights sent and received, names closed, cycles left to the collector, sockets released so
+/// it runs); text-mode inputs are run as they are.
+pub fn descriptors_in_flight(data: &[u8]) {
+    ignore_sigpipe();
+    with_checker(|ck| {
+        let script = if data.first() == Some(&b'#') {
+            decode(data, ck.params(), CALL_ORDERINGS_MAX_OPS)
+        } else {
+            Some(crate::gen::generate_mix(
+                &mut Bytes::new(data),
+                ck.params(),
+                CALL_ORDERINGS_MAX_OPS,
+                crate::gen::Mix::Rights,
+            ))
+        };
+        match script {
+            Some(script) => check_script(ck, &script, true),
+            None => Ok(()),
+        }
+    });
+}
+
 /// Model divergences found by fuzzing and reported, not fixed yet: the `open-*` regression input each one is
 /// committed as, when `run`'s first divergence is one of them. Remove an entry once the model is fixed (the
 /// regression test `open_regressions_still_fail` says when).

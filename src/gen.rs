@@ -124,8 +124,21 @@ const GET_OPTS: &[SockOpt] = &[
 ];
 const READ_SIZES: &[usize] = &[64, 1, 7, 0, 4096, 65536, 300_000];
 
+/// What generated scripts are made of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mix {
+    /// Every call of the language, in the proportions `explore` has always used.
+    #[default]
+    All,
+    /// Descriptors in flight: half the steps send rights (several, the sender itself, a listener), receive them
+    /// with varied control buffers, set SO_PASSCRED, close names (cycles left to the collector) or release an
+    /// unrelated socket (which lets the collector run).
+    Rights,
+}
+
 struct Gen<'s, S: Source> {
     src: &'s mut S,
+    mix: Mix,
     model: Model,
     calls: Vec<Call>,
     /// Names in creation order (deterministic, unlike the model's map).
@@ -245,7 +258,9 @@ impl<S: Source> Gen<'_, S> {
     }
 
     fn step(&mut self) {
-        if self.chance(35) {
+        if self.mix == Mix::Rights && self.chance(50) {
+            self.step_rights()
+        } else if self.chance(35) {
             self.step_v2()
         } else {
             self.step_v1()
@@ -292,45 +307,75 @@ impl<S: Source> Gen<'_, S> {
         *self.pick(&[STREAM, DGRAM, SEQPACKET, DGRAM])
     }
 
+    /// Descriptors in flight: rights over a connected socket, received with varied control buffers.
+    fn rights(&mut self) {
+        if let Some(s) = self.subject(|s| s.state == State::Connected || s.ty == DGRAM) {
+            let live = self.live(|_| true);
+            let k = 1 + self.src.below(2);
+            let mut rights: Vec<String> = Vec::new();
+            for _ in 0..k {
+                if !live.is_empty() {
+                    rights.push(self.pick(&live).clone());
+                }
+            }
+            let d: Payload = if self.chance(20) { &b""[..] } else { &b"r"[..] }.into();
+            let creds = self.chance(15).then(|| {
+                let uid = *self.pick(&[0, 0, 5, -1]);
+                Creds {
+                    pid: *self.pick(&[Pid::Own, Pid::Own, Pid::Num(0)]),
+                    uid,
+                    gid: 0,
+                }
+            });
+            self.emit(Call::SendMsg(
+                s,
+                d,
+                MsgOut {
+                    rights: Some(rights),
+                    creds,
+                    ..MsgOut::default()
+                },
+            ));
+        }
+        if let Some(r) = self.subject(|s| !s.rx.is_empty()) {
+            let space = *self.pick(&[None, Some(0), Some(20), Some(28), Some(52)]);
+            let f = *self.pick(&[0, MSG_PEEK]);
+            self.emit(Call::RecvMsg(r, 8, Some(Flags(f)), space, None));
+        }
+    }
+
+    /// One step of the `Mix::Rights` scripts.
+    fn step_rights(&mut self) {
+        match self.src.below(8) {
+            0..=3 => self.rights(),
+            4 => {
+                if let Some(s) = self.subject(|_| true) {
+                    self.emit(Call::Close(s));
+                }
+            }
+            5 => {
+                let ty = self.sock_type();
+                self.emit(Call::Socketpair(SockSpec::of(ty)));
+            }
+            6 => {
+                // A socket created and closed: its release lets the kernel's collector run.
+                self.emit(Call::Socket(SockSpec::of(STREAM)));
+                if let Some(n) = self.names.last().cloned() {
+                    self.emit(Call::Close(n));
+                }
+            }
+            _ => {
+                if let Some(s) = self.subject(|_| true) {
+                    self.emit(Call::Poll(s));
+                }
+            }
+        }
+    }
+
     fn step_v2(&mut self) {
         let of = |ty: i32| move |s: &crate::model::socket::Sock| s.ty == ty;
         match self.src.below(18) {
-            14 | 15 => {
-                // Descriptors in flight: rights over a connected socket, received with varied control buffers.
-                if let Some(s) = self.subject(|s| s.state == State::Connected || s.ty == DGRAM) {
-                    let live = self.live(|_| true);
-                    let k = 1 + self.src.below(2);
-                    let mut rights: Vec<String> = Vec::new();
-                    for _ in 0..k {
-                        if !live.is_empty() {
-                            rights.push(self.pick(&live).clone());
-                        }
-                    }
-                    let d: Payload = if self.chance(20) { &b""[..] } else { &b"r"[..] }.into();
-                    let creds = self.chance(15).then(|| {
-                        let uid = *self.pick(&[0, 0, 5, -1]);
-                        Creds {
-                            pid: *self.pick(&[Pid::Own, Pid::Own, Pid::Num(0)]),
-                            uid,
-                            gid: 0,
-                        }
-                    });
-                    self.emit(Call::SendMsg(
-                        s,
-                        d,
-                        MsgOut {
-                            rights: Some(rights),
-                            creds,
-                            ..MsgOut::default()
-                        },
-                    ));
-                }
-                if let Some(r) = self.subject(|s| !s.rx.is_empty()) {
-                    let space = *self.pick(&[None, Some(0), Some(20), Some(28), Some(52)]);
-                    let f = *self.pick(&[0, MSG_PEEK]);
-                    self.emit(Call::RecvMsg(r, 8, Some(Flags(f)), space, None));
-                }
-            }
+            14 | 15 => self.rights(),
             16 => {
                 if let Some(s) = self.subject(|_| true) {
                     self.emit(Call::SetSockOpt(s, SockOpt::PASSCRED, OptVal::Int(1)));
@@ -627,8 +672,14 @@ impl<S: Source> Gen<'_, S> {
 
 /// Generates a script of about `max_ops` calls (a recipe may add up to six more), fewer if `src` runs out.
 pub fn generate(src: &mut impl Source, params: &Params, max_ops: usize) -> Script {
+    generate_mix(src, params, max_ops, Mix::All)
+}
+
+/// [`generate`] with another mix of calls.
+pub fn generate_mix(src: &mut impl Source, params: &Params, max_ops: usize, mix: Mix) -> Script {
     let mut g = Gen {
         src,
+        mix,
         model: Model::new(params.clone()),
         calls: Vec::new(),
         names: Vec::new(),

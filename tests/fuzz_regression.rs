@@ -108,6 +108,18 @@ fn call_orderings_corpus_and_regressions() {
 }
 
 #[test]
+fn descriptors_in_flight_corpus_and_regressions() {
+    run_all(
+        "descriptors_in_flight",
+        fuzzing::descriptors_in_flight,
+        &[
+            "fuzz/corpus/descriptors_in_flight",
+            "fuzz/regressions/descriptors_in_flight",
+        ],
+    );
+}
+
+#[test]
 fn script_parser_corpus_and_regressions() {
     run_all(
         "script_parser",

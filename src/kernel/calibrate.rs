@@ -273,6 +273,55 @@ fn dgram_order_probe() -> Result<bool, String> {
     }
 }
 
+/// What the in-flight garbage collector frees first. A socket sent over itself (x in its own queue, behind one
+/// plain skb of data from its peer y) is garbage once x's descriptor closes; a socket released afterwards lets
+/// the collector run. Then y's read tells: EOF if the collector emptied x's whole queue before x was released
+/// (6.18), ECONNRESET if it freed only the skb carrying the descriptor and x was released with y's data unread
+/// (6.1). The collector runs on its own schedule, so the probe waits for x's release (POLLHUP at y), releasing
+/// a socket again every 10 ms, for up to 2 s.
+fn gc_probe() -> Result<bool, String> {
+    let (x, y) = pair(libc::SOCK_STREAM)?;
+    let out = super::msg::sendmsg(
+        y.as_raw_fd(),
+        b"r",
+        None,
+        Some(&[x.as_raw_fd()]),
+        None,
+        libc::MSG_NOSIGNAL as u32,
+    );
+    if out != crate::script::Outcome::of(crate::script::Value::Wrote(1)) {
+        return Err(format!("collector probe: sendmsg with rights gave {out:?}"));
+    }
+    send(y.as_raw_fd(), b"data")?;
+    drop(x);
+    for _ in 0..200 {
+        drop(socket(libc::SOCK_STREAM)?);
+        let mut pfd = libc::pollfd {
+            fd: y.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, 10) };
+        if r > 0 && pfd.revents & libc::POLLHUP != 0 {
+            let mut b = [0u8; 8];
+            // SAFETY: b is live for the call.
+            let n = unsafe { libc::recv(y.as_raw_fd(), b.as_mut_ptr().cast(), b.len(), 0) };
+            return match (n, nix::errno::Errno::last()) {
+                (0, _) => Ok(true),
+                (-1, nix::errno::Errno::ECONNRESET) => Ok(false),
+                (n, e) => Err(format!(
+                    "collector probe: read after collection gave {n} ({e})"
+                )),
+            };
+        }
+    }
+    Err(
+        "collector probe: a socket held only by its own copy in flight was not freed within 2 s"
+            .into(),
+    )
+}
+
 fn measure() -> Result<Params, String> {
     let probe = socket(libc::SOCK_STREAM)?;
     let p = probe.as_raw_fd();
@@ -438,6 +487,7 @@ fn measure() -> Result<Params, String> {
         atmark_at_consumed_oob: oob.1,
         read_stops_at_consumed_oob: oob.2,
         dgram_peer_checked_first: dgram_order_probe()?,
+        gc_purges_cycle_queues: gc_probe()?,
         siocatmark_stream_only: {
             let d = socket(libc::SOCK_DGRAM)?;
             ioctl_int(d.as_raw_fd(), 0x8905).is_err()

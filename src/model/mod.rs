@@ -208,6 +208,10 @@ pub struct Model {
     egid: u32,
     /// How many more descriptors the process may open (RLIMIT_NOFILE less those open), if known.
     fd_budget: Option<usize>,
+    /// Sockets the collector left without references, to be released from its work queue (see `gc`).
+    doomed: Vec<SockId>,
+    /// Releasing on the collector's behalf: a reference dropped to none dooms the socket instead.
+    deferring: bool,
     /// Some call sent descriptors: from here a step looks for garbage the collector may free (see `gc`).
     rights_sent: bool,
     /// The other states the kernel may be in, each with an in-flight cycle collected at an earlier moment
@@ -233,6 +237,8 @@ impl Model {
             fresh: Vec::with_capacity(2),
             fd_budget: None,
             rights_sent: false,
+            doomed: Vec::new(),
+            deferring: false,
             alts: Vec::new(),
             split: Vec::new(),
         }
@@ -745,6 +751,13 @@ impl Model {
         let s = &mut self.socks[sid];
         s.refs = s.refs.saturating_sub(1);
         if s.refs == 0 && !s.released {
+            if self.deferring {
+                // Freed by the collector's work queue: the release waits for the next run of it.
+                if !self.doomed.contains(&sid) {
+                    self.doomed.push(sid);
+                }
+                return false;
+            }
             self.release(sid, false);
             true
         } else {

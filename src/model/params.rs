@@ -50,6 +50,10 @@ pub struct Params {
     /// An unconnected datagram send without an address is ENOTCONN before the size check (6.1: yes; 6.18:
     /// no, EMSGSIZE first).
     pub dgram_peer_checked_first: bool,
+    /// The in-flight garbage collector empties the whole receive queue of each socket on a garbage cycle, and
+    /// the sockets are released later, from a work queue (6.18); or it frees only the skbs that carry
+    /// descriptors and the sockets are released at once (6.1). See `model/gc.rs`.
+    pub gc_purges_cycle_queues: bool,
     /// One clock tick in microseconds (1/HZ): socket timeouts are kept in ticks, rounded up.
     pub tick_us: u64,
 }
@@ -129,6 +133,10 @@ impl Params {
             (
                 "siocatmark_stream_only",
                 self.siocatmark_stream_only.to_string(),
+            ),
+            (
+                "gc_purges_cycle_queues",
+                self.gc_purges_cycle_queues.to_string(),
             ),
             ("tick_us", self.tick_us.to_string()),
         ]
@@ -265,6 +273,7 @@ impl Params {
                 "dgram_peer_checked_first",
                 get("dgram_peer_checked_first")?,
             )?,
+            gc_purges_cycle_queues: flag("gc_purges_cycle_queues", get("gc_purges_cycle_queues")?)?,
             tick_us: num("tick_us", get("tick_us")?)?,
         };
         let known: Vec<&str> = p.named().iter().map(|(n, _)| *n).collect();
