@@ -175,7 +175,10 @@ impl Model {
         }
         let mut stepped: Vec<(Model, Prediction)> = Vec::with_capacity(states.len());
         for mut s in states {
-            let p = s.step_one(call);
+            // Every state knows the same names, and `step` checked the call's.
+            let p = s
+                .step_one(call)
+                .unwrap_or_else(|_| Prediction::unmodelled("not_modelled_yet"));
             if !stepped.iter().any(|(m, q)| *m == s && *q == p) {
                 stepped.push((s, p));
             }

@@ -492,26 +492,26 @@ impl Model {
             }
             self.rights_sent |= m.rights.as_ref().is_some_and(|r| !r.is_empty());
         }
-        if let Some(subject) = call.subject() {
-            self.handle(subject)?;
-        }
         if self.rights_sent {
+            if let Some(subject) = call.subject() {
+                self.handle(subject)?;
+            }
             Ok(self.step_states(call))
         } else {
-            Ok(self.step_one(call))
+            self.step_one(call)
         }
     }
 
-    /// One call on this state alone (names were checked by `step`).
-    fn step_one(&mut self, call: &Call) -> Prediction {
+    /// One call on this state alone.
+    fn step_one(&mut self, call: &Call) -> Result<Prediction, ModelError> {
         self.fresh.clear();
         let Some(subject) = call.subject() else {
-            return self.step_unbound(call);
+            return Ok(self.step_unbound(call));
         };
-        match self.names.get(subject) {
-            Some(Handle::Open(id)) => self.step_on(id, call),
-            _ => self.on_closed_fd(call),
-        }
+        Ok(match self.handle(subject)? {
+            Handle::Open(id) => self.step_on(id, call),
+            Handle::Closed => self.on_closed_fd(call),
+        })
     }
 
     /// Calls that act on no socket: creating sockets, files, credentials.
