@@ -106,8 +106,8 @@ impl Model {
     /// deferred): in between they are alive with empty queues. Then the release, as by close (a peer with data
     /// still queued at the freed socket sees ECONNRESET; otherwise EOF); the references a released socket's
     /// queue held go from the work queue too, so what they leave unreferenced is released on a later run.
-    /// Measured on 6.18, 6.12 and 6.1.176
-    /// (the `gc_purges_cycle_queues` probe; tests/gc.rs).
+    /// Measured on 6.18, 6.12 and 6.1.176 (the `gc_purges_cycle_queues` probe; tests/gc.rs); the later waves
+    /// are read from the kernel's source (`fput` from a kernel thread is deferred).
     pub(super) fn next_background(&self) -> Option<Model> {
         if !self.doomed.is_empty() {
             let mut m = self.clone();
