@@ -159,6 +159,7 @@ impl Checker {
         self.fresh_dir()?;
         let mut model = Model::new(self.params.clone());
         model.set_fd_budget(self.kernel.fd_budget());
+        model.set_nofile(self.kernel.nofile());
         run_with(script, &mut self.kernel, &mut model, opts)
     }
 

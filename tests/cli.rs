@@ -294,6 +294,75 @@ fn emfile_is_predicted_at_the_right_line() {
 }
 
 #[test]
+fn etoomanyrefs_is_predicted_for_an_unprivileged_sender() {
+    use std::io::Write as _;
+    use std::os::unix::process::CommandExt;
+    // Under RLIMIT_NOFILE 24, as an unprivileged user (nobody when the test runs as root): with more than 24
+    // descriptors in flight, a send with rights is ETOOMANYREFS on every type, after the send buffer's EAGAIN
+    // and before the peer's EPIPE / ENOTCONN; a zero-length stream send carries none and succeeds (rule
+    // rights_past_nofile_in_flight_is_etoomanyrefs). Results as recorded on 6.18.
+    let mut body = String::from(
+        "socketpair(STREAM) -> a, b\nsocketpair(DGRAM) -> c, d\nsocketpair(SEQPACKET) -> e, f\n",
+    );
+    for _ in 0..24 {
+        body.push_str("sendmsg(a, \"x\", rights=[a]) -> 1\n");
+    }
+    body.push_str(
+        "sendmsg(c, \"x\", rights=[c]) -> 1
+sendmsg(a, \"x\", rights=[a]) -> ETOOMANYREFS
+sendmsg(e, \"x\", rights=[e]) -> ETOOMANYREFS
+sendmsg(c, \"x\", rights=[c]) -> ETOOMANYREFS
+sendmsg(e, \"\", rights=[e]) -> ETOOMANYREFS
+sendmsg(a, \"\", rights=[a]) -> 0
+shutdown(a, WR) -> 0
+sendmsg(a, \"x\", rights=[a]) -> EPIPE
+recvmsg(b, 8) -> \"x\" from none rights=[r1]
+recvmsg(b, 8) -> \"x\" from none rights=[r2]
+sendmsg(c, \"x\", rights=[c]) -> 1
+socket(DGRAM) -> g
+sendmsg(g, \"x\", to=\"nowhere\", rights=[a]) -> ENOENT
+",
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_udsim"));
+    cmd.args(["check", "-"])
+        .current_dir("/")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let root = nix::unistd::geteuid().is_root();
+    // SAFETY: setrlimit, setgid and setuid are async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = nix::libc::rlimit {
+                rlim_cur: 24,
+                rlim_max: 24,
+            };
+            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if root && (nix::libc::setgid(65534) != 0 || nix::libc::setuid(65534) != 0) {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("run udsim");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write the script");
+    let out = child.wait_with_output().expect("udsim ends");
+    let o = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{o}{}", text(&out.stderr));
+    assert!(
+        o.lines().last().is_some_and(|l| l.contains("1 agree")),
+        "{o}"
+    );
+}
+
+#[test]
 fn a_diverging_script_leaves_no_descriptors_to_the_next() {
     use std::os::unix::process::CommandExt;
     // Under RLIMIT_NOFILE 256: the first script opens 200 sockets and diverges; the second needs 200 more.

@@ -449,6 +449,13 @@ impl Kernel {
     /// RLIMIT_NOFILE that are free (open ones from /proc/self/fd; one above the limit, inherited, takes no
     /// number below it), or `None` if either cannot be read. The checker hands it to the model at the start of
     /// each script, so that EMFILE is predicted where the kernel gives it.
+    /// The process's soft RLIMIT_NOFILE (`None`: unlimited or unreadable).
+    pub fn nofile(&self) -> Option<usize> {
+        let (soft, _) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
+        usize::try_from(soft).ok()
+    }
+
     pub fn fd_budget(&self) -> Option<usize> {
         let (soft, _) =
             nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;

@@ -67,6 +67,9 @@ impl Model {
         if me.wmem >= me.sndbuf {
             return self.eagain("dgram_sndbuf_full_is_eagain", sid, flags, false);
         }
+        if let Some(p) = self.too_many_in_flight(fds) {
+            return p;
+        }
         let other = match &target {
             Some(t) => match self.find_other(t, DGRAM) {
                 Ok(o) => o,

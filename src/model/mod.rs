@@ -208,6 +208,9 @@ pub struct Model {
     egid: u32,
     /// How many more descriptors the process may open (RLIMIT_NOFILE less those open), if known.
     fd_budget: Option<usize>,
+    /// The process's RLIMIT_NOFILE (soft), if known: an unprivileged sender may not have more descriptors
+    /// than that in flight.
+    nofile: Option<usize>,
     /// Sockets the collector left without references, to be released from its work queue (see `gc`).
     doomed: Vec<SockId>,
     /// Releasing on the collector's behalf: a reference dropped to none dooms the socket instead.
@@ -237,6 +240,7 @@ impl Model {
             fresh: Vec::with_capacity(2),
             fd_budget: None,
             rights_sent: false,
+            nofile: None,
             doomed: Vec::new(),
             deferring: false,
             alts: Vec::new(),
@@ -255,6 +259,27 @@ impl Model {
         for m in &mut self.alts {
             m.fd_budget = n;
         }
+    }
+
+    /// Tells the model the process's RLIMIT_NOFILE (the executor measures it); `None`: unknown.
+    pub fn set_nofile(&mut self, n: Option<usize>) {
+        self.nofile = n;
+        for m in &mut self.alts {
+            m.nofile = n;
+        }
+    }
+
+    /// rule `rights_past_nofile_in_flight_is_etoomanyrefs`: `unix_attach_fds` refuses a sender without
+    /// CAP_SYS_RESOURCE (here: not effectively root) whose user already has more descriptors in flight than its
+    /// RLIMIT_NOFILE. Checked as the skb that carries them is made.
+    fn too_many_in_flight(&self, fds: &[SockId]) -> Option<Prediction> {
+        let limited = !fds.is_empty() && self.euid != 0;
+        (limited && self.nofile.is_some_and(|n| self.fds_in_flight() > n)).then(|| {
+            Prediction::err(
+                "rights_past_nofile_in_flight_is_etoomanyrefs",
+                Errno::ETOOMANYREFS,
+            )
+        })
     }
 
     /// rule `emfile_past_rlimit_nofile`: a call that needs `n` new descriptors fails when fewer are free.

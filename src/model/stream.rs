@@ -194,6 +194,11 @@ impl Model {
                 let p = Prediction::one("write_chunks_while_sndbuf_not_full", Value::Wrote(off));
                 return if waits { p.waited() } else { p };
             }
+            if off == 0 {
+                if let Some(p) = self.too_many_in_flight(fds.unwrap_or(&[])) {
+                    return p;
+                }
+            }
             let p = &self.socks[peer];
             if p.released || p.shut_rd {
                 if off == 0 {
