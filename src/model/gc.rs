@@ -467,4 +467,18 @@ close(s1) -> 0
         assert_eq!(p.rule, "collector_may_run_during_a_send");
         assert!(!p.is_modelled());
     }
+
+    /// A release that runs from the collector's work queue frees what its own queue held on a later run: e,
+    /// in flight at d only, is released one wave after d, and only then does its peer f hang up.
+    #[test]
+    fn a_release_from_the_collector_frees_what_it_held_on_a_later_run() {
+        let text = CYCLE.replace(
+            "close(d) -> 0\n",
+            "socketpair(STREAM) -> e, f\nsendmsg(c, \"z\", rights=[e]) -> 1\nclose(e) -> 0\nclose(d) -> 0\n",
+        );
+        let (m, p) = run(&format!("{text}poll(f)\n"));
+        // Not collected; queues emptied; a, b and d released; e released.
+        assert_eq!(m.state_count(), 4);
+        assert_eq!(&p.allowed[..], &[ready(Events::OUT), ready(hup())]);
+    }
 }
