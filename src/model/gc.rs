@@ -110,9 +110,7 @@ impl Model {
     /// are read from the kernel's source (`fput` from a kernel thread is deferred).
     pub(super) fn next_background(&self) -> Option<Model> {
         if !self.doomed.is_empty() {
-            let mut m = self.clone();
-            m.alts.clear();
-            m.split.clear();
+            let mut m = self.detached();
             // Each release runs from the work queue, so the references its queue held go in the same way:
             // the sockets they leave with none are released on a later run.
             m.deferring = true;
@@ -128,9 +126,7 @@ impl Model {
         if garbage.is_empty() {
             return None;
         }
-        let mut m = self.clone();
-        m.alts.clear();
-        m.split.clear();
+        let mut m = self.detached();
         let mut fds = Vec::new();
         for g in m.on_cycle(&garbage) {
             let mut queues = vec![g];
@@ -250,6 +246,14 @@ impl Model {
         prediction
     }
 
+    /// A copy of this state alone, without the other states or the last prediction's split.
+    fn detached(&self) -> Model {
+        let mut m = self.clone();
+        m.alts.clear();
+        m.split.clear();
+        m
+    }
+
     /// Every state, the primary first; this model keeps only the primary's copy until it is replaced.
     fn take_states(&mut self) -> Vec<Model> {
         let alts = std::mem::take(&mut self.alts);
@@ -336,6 +340,11 @@ close(a) -> 0
 close(b) -> 0
 ";
 
+    /// `CYCLE` with `lines` run just before d's name is closed.
+    fn cycle_after(lines: &str) -> String {
+        CYCLE.replace("close(d) -> 0\n", &format!("{lines}close(d) -> 0\n"))
+    }
+
     fn ready(e: Events) -> Outcome {
         Outcome::of(Value::Ready(e))
     }
@@ -388,10 +397,7 @@ close(b) -> 0
 
     #[test]
     fn a_collected_peer_with_unread_data_resets_its_peer() {
-        let text = CYCLE.replace(
-            "close(d) -> 0\n",
-            "write(c, \"left\") -> 4\nclose(d) -> 0\n",
-        );
+        let text = cycle_after("write(c, \"left\") -> 4\n");
         let (_, p) = run(&format!("{text}read(c, 1)\n"));
         assert_eq!(
             &p.allowed[..],
@@ -472,9 +478,8 @@ close(s1) -> 0
     /// in flight at d only, is released one wave after d, and only then does its peer f hang up.
     #[test]
     fn a_release_from_the_collector_frees_what_it_held_on_a_later_run() {
-        let text = CYCLE.replace(
-            "close(d) -> 0\n",
-            "socketpair(STREAM) -> e, f\nsendmsg(c, \"z\", rights=[e]) -> 1\nclose(e) -> 0\nclose(d) -> 0\n",
+        let text = cycle_after(
+            "socketpair(STREAM) -> e, f\nsendmsg(c, \"z\", rights=[e]) -> 1\nclose(e) -> 0\n",
         );
         let (m, p) = run(&format!("{text}poll(f)\n"));
         // Not collected; queues emptied; a, b and d released; e released.
