@@ -50,6 +50,8 @@ pub mod fuzzing;
 pub mod gen;
 pub mod kernel;
 pub mod model;
+pub mod net;
 pub mod scenarios;
 pub mod script;
 pub mod shrink;
+pub mod sim;

@@ -19,8 +19,9 @@
 //!   reset; its own byte count catches the rest, see `client.rs`).
 
 use super::error::{describe, EchoError};
+use super::link::Link;
 use super::out;
-use super::relay::{Drain, Fill, Relay};
+use super::relay::Relay;
 use super::signals::{Caught, Signals};
 use super::status::{self, Repeated, Status};
 use super::tap::Tap;
@@ -28,7 +29,7 @@ use super::Config;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{accept4, SockFlag};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 const LISTENER: u64 = 0;
@@ -36,8 +37,6 @@ const SIGNALS: u64 = 1;
 /// stdout or stderr, polled only while output is queued (`output_never_blocks`, `out.rs`).
 const OUTPUT: u64 = 2;
 const FIRST_CONN: u64 = 3;
-/// Rounds of fill+drain per readiness event (`fair_turns`).
-const TURNS_PER_EVENT: usize = 4;
 /// Accept attempts per listener event that fail with a transient error (EINTR, ECONNABORTED,
 /// EPROTO) before the loop goes back to `epoll_wait`.
 const ACCEPT_RETRIES: usize = 8;
@@ -54,18 +53,14 @@ enum Pause {
 }
 
 struct Conn<R> {
-    /// Declared before `sock` so it is dropped first: by the time the client sees EOF, all of
-    /// the connection's fds (a splice pipe) are closed.
-    relay: R,
-    sock: OwnedFd,
-    /// The client half-closed; echo what is pending, then close.
-    eof: bool,
+    /// The socket, its relay and the connection's echo work (shared with the simulation).
+    link: Link<OwnedFd, R>,
     interest: EpollFlags,
     /// When its last event was handled (`idle_timeout`; unused without it).
     last: Instant,
 }
 
-struct Server<'a, R: Relay> {
+struct Server<'a, R: Relay<OwnedFd>> {
     epoll: Epoll,
     /// None once stopping (`drain_on_stop`).
     listener: Option<OwnedFd>,
@@ -91,7 +86,7 @@ struct Server<'a, R: Relay> {
 }
 
 /// Serves until a signal (SIGINT/SIGTERM/SIGHUP: then drains, `drain_on_stop`); returns it.
-pub fn run<R: Relay>(
+pub fn run<R: Relay<OwnedFd>>(
     listener: OwnedFd,
     signals: &Signals,
     cfg: &Config,
@@ -210,7 +205,7 @@ fn sweep_every(idle: Duration) -> Duration {
     (idle / 2).max(Duration::from_millis(10))
 }
 
-impl<R: Relay> Server<'_, R> {
+impl<R: Relay<OwnedFd>> Server<'_, R> {
     /// `idle_timeout`: closes every connection whose last event is `idle` or more ago.
     fn sweep_idle(&mut self, idle: Duration) {
         let now = self.now;
@@ -221,7 +216,7 @@ impl<R: Relay> Server<'_, R> {
             if now.saturating_duration_since(conn.last) >= idle {
                 self.status.line(format_args!(
                     "Closed idle connection fd = {}",
-                    conn.sock.as_raw_fd()
+                    conn.link.sock.as_raw_fd()
                 ));
                 self.close(slot);
             }
@@ -254,14 +249,14 @@ impl<R: Relay> Server<'_, R> {
             let Some(conn) = self.conns[slot].as_mut() else {
                 continue;
             };
-            conn.eof = true;
-            if conn.relay.pending() == 0 {
+            conn.link.eof = true;
+            if conn.link.relay.pending() == 0 {
                 self.close(slot);
                 continue;
             }
             let want = desired_interest(conn);
             let mut ev = EpollEvent::new(want, slot as u64 + FIRST_CONN);
-            if self.epoll.modify(&conn.sock, &mut ev).is_ok() {
+            if self.epoll.modify(&conn.link.sock, &mut ev).is_ok() {
                 conn.interest = want;
             } else {
                 self.close(slot);
@@ -388,9 +383,7 @@ impl<R: Relay> Server<'_, R> {
 
     fn register(&mut self, sock: OwnedFd, relay: R) {
         let mut conn = Conn {
-            relay,
-            sock,
-            eof: false,
+            link: Link::new(sock, relay),
             interest: EpollFlags::empty(),
             last: self.now,
         };
@@ -398,8 +391,8 @@ impl<R: Relay> Server<'_, R> {
         // usually queued its first bytes already, so serve it now instead of after another
         // `epoll_wait` round (nothing there costs one recv, EAGAIN); a client that is already
         // done (EOF, echo sent; or an error) is closed without ever entering the epoll set.
-        if !serve_turns(&mut conn, &mut self.tap).unwrap_or_default() {
-            self.retire(conn.relay);
+        if !conn.link.serve_turns(&mut self.tap).unwrap_or_default() {
+            self.retire(conn.link.relay);
             return;
         }
         let slot = match self.free.pop() {
@@ -411,10 +404,10 @@ impl<R: Relay> Server<'_, R> {
         };
         let interest = desired_interest(&conn);
         let ev = EpollEvent::new(interest, slot as u64 + FIRST_CONN);
-        if let Err(e) = self.epoll.add(&conn.sock, ev) {
+        if let Err(e) = self.epoll.add(&conn.link.sock, ev) {
             self.status.warn(format_args!(
                 "cannot poll socket fd {}: {}; closing it",
-                conn.sock.as_raw_fd(),
+                conn.link.sock.as_raw_fd(),
                 describe(e)
             ));
             self.free.push(slot);
@@ -433,12 +426,12 @@ impl<R: Relay> Server<'_, R> {
             conn.last = self.now;
         }
         // An error (ECONNRESET, EPIPE) means the client is gone: close.
-        let keep = serve_turns(conn, &mut self.tap).unwrap_or_default();
+        let keep = conn.link.serve_turns(&mut self.tap).unwrap_or_default();
         if keep {
             let want = desired_interest(conn);
             if want != conn.interest {
                 let mut ev = EpollEvent::new(want, slot as u64 + FIRST_CONN);
-                if self.epoll.modify(&conn.sock, &mut ev).is_ok() {
+                if self.epoll.modify(&conn.link.sock, &mut ev).is_ok() {
                     conn.interest = want;
                     return;
                 }
@@ -453,7 +446,7 @@ impl<R: Relay> Server<'_, R> {
         if let Some(conn) = self.conns[slot].take() {
             // The relay goes first (closed, or kept as the spare), then the socket: closing its
             // fd also removes it from the epoll set (no duplicates exist).
-            let Conn { relay, sock, .. } = conn;
+            let Link { relay, sock, .. } = conn.link;
             self.retire(relay);
             drop(sock);
             self.live -= 1;
@@ -463,47 +456,15 @@ impl<R: Relay> Server<'_, R> {
     }
 }
 
-/// What a connection should be polled for (`backpressure`, `partial_writes`).
-fn desired_interest<R: Relay>(conn: &Conn<R>) -> EpollFlags {
-    let mut want = EpollFlags::empty();
-    if !conn.eof && conn.relay.wants_read() {
-        want |= EpollFlags::EPOLLIN;
+/// What a connection should be polled for (`backpressure`, `partial_writes`: [`Link::wants`]).
+fn desired_interest<R: Relay<OwnedFd>>(conn: &Conn<R>) -> EpollFlags {
+    let want = conn.link.wants();
+    let mut flags = EpollFlags::empty();
+    if want.read {
+        flags |= EpollFlags::EPOLLIN;
     }
-    if conn.relay.pending() > 0 {
-        want |= EpollFlags::EPOLLOUT;
+    if want.write {
+        flags |= EpollFlags::EPOLLOUT;
     }
-    want
-}
-
-/// A bounded number of fill/drain rounds; Ok(false) when the connection is done.
-fn serve_turns<R: Relay>(conn: &mut Conn<R>, tap: &mut Tap) -> Result<bool, Errno> {
-    let fd = conn.sock.as_fd();
-    // After a short read the socket's queue was empty: skip reading for the rest of this event
-    // (saves an EAGAIN syscall per message; level-triggered epoll reports any later data).
-    let mut drained = false;
-    for _ in 0..TURNS_PER_EVENT {
-        let mut progress = false;
-        if !conn.eof && !drained && conn.relay.wants_read() {
-            match conn.relay.fill(fd, tap)? {
-                Fill::Got { short, .. } => {
-                    progress = true;
-                    drained = short;
-                }
-                Fill::Eof => conn.eof = true,
-                Fill::WouldBlock => drained = true,
-            }
-        }
-        if conn.relay.pending() > 0 {
-            if let Drain::Sent(n) = conn.relay.drain(fd)? {
-                progress |= n > 0;
-            }
-        }
-        if conn.eof && conn.relay.pending() == 0 {
-            return Ok(false);
-        }
-        if !progress {
-            break;
-        }
-    }
-    Ok(true)
+    flags
 }

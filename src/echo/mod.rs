@@ -14,6 +14,7 @@ pub mod client;
 pub mod error;
 pub mod event_loop;
 pub mod iterative;
+pub mod link;
 pub mod out;
 pub mod path;
 pub mod relay;

@@ -4,9 +4,8 @@
 //! or still pending, and `pending <= bound` (the per-connection buffer bound, backpressure).
 
 use super::tap::Tap;
+use crate::net::Stream;
 use nix::errno::Errno;
-use nix::sys::socket::{recv, send, MsgFlags};
-use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// The outcome of taking bytes in from the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +28,8 @@ pub enum Drain {
     WouldBlock,
 }
 
-/// A bounded echo path between a client socket and itself.
-pub trait Relay: Sized {
+/// What every relay is, whatever socket it serves: a bounded buffer of pending bytes.
+pub trait RelayCore: Sized {
     /// A human name for the engine, for status lines.
     const ENGINE: &'static str;
     /// A fresh relay bounded to `bound` bytes; may fail (EMFILE for a pipe).
@@ -39,13 +38,19 @@ pub trait Relay: Sized {
     fn pending(&self) -> usize;
     /// Whether reading from the client now is allowed (room below the bound, not stalled).
     fn wants_read(&self) -> bool;
-    /// Takes bytes in from the client socket; `tap` sees them when the engine supports `--print`.
-    fn fill(&mut self, sock: BorrowedFd<'_>, tap: &mut Tap) -> Result<Fill, Errno>;
-    /// Sends pending bytes back to the client socket.
-    fn drain(&mut self, sock: BorrowedFd<'_>) -> Result<Drain, Errno>;
     /// Makes the relay of a closed connection ready for the next one (saving `create`'s work:
     /// a pipe, a buffer); false if it cannot be reused (bytes still pending).
     fn recycle(&mut self) -> bool;
+}
+
+/// A bounded echo path between a client socket `S` and itself. [`BufferRelay`] works over any
+/// [`Stream`] (a kernel descriptor or a simulated socket); the splice relay over kernel
+/// descriptors only.
+pub trait Relay<S: ?Sized>: RelayCore {
+    /// Takes bytes in from the client socket; `tap` sees them when the engine supports `--print`.
+    fn fill(&mut self, sock: &S, tap: &mut Tap) -> Result<Fill, Errno>;
+    /// Sends pending bytes back to the client socket.
+    fn drain(&mut self, sock: &S) -> Result<Drain, Errno>;
 }
 
 /// The read/write engine: a user-space buffer of `bound` bytes, allocated on first use.
@@ -59,7 +64,7 @@ pub struct BufferRelay {
     tail: usize,
 }
 
-impl Relay for BufferRelay {
+impl RelayCore for BufferRelay {
     const ENGINE: &'static str = "read/write";
 
     fn create(bound: usize) -> Result<Self, Errno> {
@@ -79,7 +84,15 @@ impl Relay for BufferRelay {
         self.pending() < self.bound
     }
 
-    fn fill(&mut self, sock: BorrowedFd<'_>, tap: &mut Tap) -> Result<Fill, Errno> {
+    fn recycle(&mut self) -> bool {
+        // The buffer is kept (no new allocation and zeroing for the next client).
+        self.head == self.tail
+    }
+}
+
+impl<S: Stream + ?Sized> Relay<S> for BufferRelay {
+    #[inline]
+    fn fill(&mut self, sock: &S, tap: &mut Tap) -> Result<Fill, Errno> {
         if self.buf.is_empty() {
             self.buf = vec![0; self.bound];
         }
@@ -91,11 +104,7 @@ impl Relay for BufferRelay {
         }
         debug_assert!(self.tail < self.bound);
         let asked = self.bound - self.tail;
-        match recv(
-            sock.as_raw_fd(),
-            &mut self.buf[self.tail..],
-            MsgFlags::MSG_DONTWAIT,
-        ) {
+        match sock.recv(&mut self.buf[self.tail..]) {
             Ok(0) => Ok(Fill::Eof),
             Ok(n) => {
                 tap.copy(&self.buf[self.tail..self.tail + n]);
@@ -110,12 +119,12 @@ impl Relay for BufferRelay {
         }
     }
 
-    fn drain(&mut self, sock: BorrowedFd<'_>) -> Result<Drain, Errno> {
+    #[inline]
+    fn drain(&mut self, sock: &S) -> Result<Drain, Errno> {
         if self.head == self.tail {
             return Ok(Drain::Sent(0));
         }
-        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-        match send(sock.as_raw_fd(), &self.buf[self.head..self.tail], flags) {
+        match sock.send(&self.buf[self.head..self.tail]) {
             Ok(n) => {
                 self.head += n;
                 if self.head == self.tail {
@@ -128,11 +137,6 @@ impl Relay for BufferRelay {
             Err(e) => Err(e),
         }
     }
-
-    fn recycle(&mut self) -> bool {
-        // The buffer is kept (no new allocation and zeroing for the next client).
-        self.head == self.tail
-    }
 }
 
 #[cfg(test)]
@@ -141,12 +145,12 @@ mod tests {
     use crate::echo::splice::SpliceRelay;
     use crate::echo::status::Status;
     use std::io::{Read, Write};
-    use std::os::fd::AsFd;
+    use std::os::fd::OwnedFd;
     use std::os::unix::net::UnixStream;
 
     /// `backpressure`: a relay takes at most `bound` bytes, then stops asking to read; after the
     /// peer reads the echo, every byte comes back in order (`bytes_in = bytes_out + pending`).
-    fn bounded_and_exact<R: Relay>() {
+    fn bounded_and_exact<R: Relay<OwnedFd>>() {
         let bound = 16 * 1024;
         let mut relay = R::create(bound).unwrap();
         echo_through(&mut relay, bound, 0);
@@ -156,23 +160,25 @@ mod tests {
     }
 
     /// A relay with bytes still pending is not recycled (they belong to the old client).
-    fn pending_is_not_recycled<R: Relay>() {
+    fn pending_is_not_recycled<R: Relay<OwnedFd>>() {
         let (mut client, server) = UnixStream::pair().unwrap();
         server.set_nonblocking(true).unwrap();
+        let server = OwnedFd::from(server);
         let mut relay = R::create(16 * 1024).unwrap();
         let mut tap = Tap::new(false, Status::new(true));
         client.write_all(b"left behind").unwrap();
         assert!(matches!(
-            relay.fill(server.as_fd(), &mut tap).unwrap(),
+            relay.fill(&server, &mut tap).unwrap(),
             Fill::Got { n: 11, .. }
         ));
         assert!(!relay.recycle());
     }
 
-    fn echo_through<R: Relay>(relay: &mut R, bound: usize, seed: u32) {
+    fn echo_through<R: Relay<OwnedFd>>(relay: &mut R, bound: usize, seed: u32) {
         let (mut client, server) = UnixStream::pair().unwrap();
         client.set_nonblocking(true).unwrap();
         server.set_nonblocking(true).unwrap();
+        let server = OwnedFd::from(server);
         let mut tap = Tap::new(false, Status::new(true));
         let data: Vec<u8> = (0..100_000u32).map(|i| ((i + seed) % 251) as u8).collect();
         let mut sent = client.write(&data).unwrap();
@@ -181,7 +187,7 @@ mod tests {
         loop {
             let mut progress = false;
             while relay.wants_read() {
-                match relay.fill(server.as_fd(), &mut tap).unwrap() {
+                match relay.fill(&server, &mut tap).unwrap() {
                     Fill::Got { n, .. } => {
                         taken += n;
                         progress = true;
@@ -195,7 +201,7 @@ mod tests {
                 relay.pending()
             );
             assert_eq!(taken, echoed.len() + relay.pending() + in_flight(&client));
-            if let Drain::Sent(n) = relay.drain(server.as_fd()).unwrap() {
+            if let Drain::Sent(n) = relay.drain(&server).unwrap() {
                 progress |= n > 0;
             }
             match client.read(&mut buf) {

@@ -18,12 +18,12 @@
 //! only changes when nothing is pending, so bytes go back in the order they came: at any time
 //! they sit either in the buffer or in the pipe, never in both. Large transfers stay zero-copy.
 
-use super::relay::{BufferRelay, Drain, Fill, Relay};
+use super::relay::{BufferRelay, Drain, Fill, Relay, RelayCore};
 use super::tap::Tap;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use nix::unistd::pipe2;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// Default pipe capacity on Linux; other bounds are set with F_SETPIPE_SZ.
 const DEFAULT_PIPE: usize = 65536;
@@ -57,7 +57,7 @@ pub struct SpliceRelay {
     trusted: u32,
 }
 
-impl Relay for SpliceRelay {
+impl RelayCore for SpliceRelay {
     const ENGINE: &'static str = "splice";
 
     fn create(bound: usize) -> Result<Self, Errno> {
@@ -79,7 +79,7 @@ impl Relay for SpliceRelay {
             bound,
             in_pipe: 0,
             stalled: false,
-            copy: BufferRelay::create(bound.min(COPY_MAX))?,
+            copy: <BufferRelay as RelayCore>::create(bound.min(COPY_MAX))?,
             large: false,
             backoff: 0,
             trusted: 0,
@@ -98,35 +98,6 @@ impl Relay for SpliceRelay {
         }
     }
 
-    fn fill(&mut self, sock: BorrowedFd<'_>, tap: &mut Tap) -> Result<Fill, Errno> {
-        if self.copy.pending() > 0 || (self.in_pipe == 0 && !self.large) {
-            self.fill_copy(sock, tap)
-        } else {
-            self.fill_splice(sock)
-        }
-    }
-
-    fn drain(&mut self, sock: BorrowedFd<'_>) -> Result<Drain, Errno> {
-        if self.copy.pending() > 0 {
-            return self.copy.drain(sock);
-        }
-        if self.in_pipe == 0 {
-            return Ok(Drain::Sent(0));
-        }
-        let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
-        match splice(&self.read_end, None, sock, None, self.in_pipe, flags) {
-            Ok(n) => {
-                self.in_pipe -= n;
-                if n > 0 {
-                    self.stalled = false;
-                }
-                Ok(Drain::Sent(n))
-            }
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => Ok(Drain::WouldBlock),
-            Err(e) => Err(e),
-        }
-    }
-
     fn recycle(&mut self) -> bool {
         // An empty pipe (and the copy buffer) serve the next client as they are; bytes left in
         // the pipe would be echoed to the wrong client, so such a relay is closed instead.
@@ -138,6 +109,44 @@ impl Relay for SpliceRelay {
         self.backoff = 0;
         self.trusted = 0;
         true
+    }
+}
+
+impl Relay<OwnedFd> for SpliceRelay {
+    fn fill(&mut self, sock: &OwnedFd, tap: &mut Tap) -> Result<Fill, Errno> {
+        if self.copy.pending() > 0 || (self.in_pipe == 0 && !self.large) {
+            self.fill_copy(sock, tap)
+        } else {
+            self.fill_splice(sock.as_fd())
+        }
+    }
+
+    fn drain(&mut self, sock: &OwnedFd) -> Result<Drain, Errno> {
+        if self.copy.pending() > 0 {
+            return self.copy.drain(sock);
+        }
+        if self.in_pipe == 0 {
+            return Ok(Drain::Sent(0));
+        }
+        let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+        match splice(
+            &self.read_end,
+            None,
+            sock.as_fd(),
+            None,
+            self.in_pipe,
+            flags,
+        ) {
+            Ok(n) => {
+                self.in_pipe -= n;
+                if n > 0 {
+                    self.stalled = false;
+                }
+                Ok(Drain::Sent(n))
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => Ok(Drain::WouldBlock),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -180,7 +189,7 @@ impl SpliceRelay {
     }
 
     /// socket → copy buffer (small reads).
-    fn fill_copy(&mut self, sock: BorrowedFd<'_>, tap: &mut Tap) -> Result<Fill, Errno> {
+    fn fill_copy(&mut self, sock: &OwnedFd, tap: &mut Tap) -> Result<Fill, Errno> {
         let r = self.copy.fill(sock, tap)?;
         if let Fill::Got { n, .. } = r {
             if self.backoff > 0 {
@@ -211,7 +220,6 @@ mod tests {
     use super::*;
     use crate::echo::status::Status;
     use std::io::{Read, Write};
-    use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
 
     /// The hybrid switches between copying and splicing as message sizes change, and every byte
@@ -221,6 +229,7 @@ mod tests {
         let (mut client, server) = UnixStream::pair().unwrap();
         client.set_nonblocking(true).unwrap();
         server.set_nonblocking(true).unwrap();
+        let server = OwnedFd::from(server);
         let bound = 64 * 1024;
         let mut relay = SpliceRelay::create(bound).unwrap();
         let mut tap = Tap::new(false, Status::new(true));
@@ -244,7 +253,7 @@ mod tests {
                 while relay.wants_read() {
                     let was_copying =
                         relay.in_pipe == 0 && (relay.copy.pending() > 0 || !relay.large);
-                    match relay.fill(server.as_fd(), &mut tap).unwrap() {
+                    match relay.fill(&server, &mut tap).unwrap() {
                         Fill::Got { n, .. } => {
                             if was_copying {
                                 copied += n;
@@ -261,7 +270,7 @@ mod tests {
                     );
                 }
                 assert!(relay.pending() <= bound);
-                if let Drain::Sent(n) = relay.drain(server.as_fd()).unwrap() {
+                if let Drain::Sent(n) = relay.drain(&server).unwrap() {
                     progress |= n > 0;
                 }
                 match client.read(&mut buf) {
