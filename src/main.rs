@@ -29,6 +29,8 @@ enum Command {
     Enumerate(udsim::enumerate::EnumerateArgs),
     /// One socket's states and the calls between them, derived from the enumeration (dot, mermaid, svg).
     Diagram(udsim::diagram::DiagramArgs),
+    /// Run the echo (or other code) in the simulated world on the model; write its trace.
+    Sim(udsim::sim::cli::SimArgs),
     /// The benchmark ratio table from criterion's saved estimates (run `cargo bench` first).
     BenchReport(udsim::bench_report::BenchReportArgs),
 }
@@ -53,6 +55,7 @@ fn main() {
         Command::Diagram(a) => udsim::diagram::run(a),
         Command::Params(a) => udsim::cli::params_cmd(a),
         Command::Rules(a) => udsim::cli::rules_cmd(a),
+        Command::Sim(a) => udsim::sim::cli::run(a),
     };
     std::process::exit(code);
 }

@@ -1049,3 +1049,47 @@ fn params_preset_prints_what_calibration_measured_in_full() {
     let short = text(&udsim(&["params"]).stdout);
     assert!(short.contains(&format!("truesize_runs {}\n", p.truesize_runs.len())));
 }
+
+/// `udsim sim echo --clients 8 --seed 1 --trace t.uds && udsim check t.uds`: the simulated echo
+/// succeeds, says what each client received, and its trace agrees with the kernel.
+#[test]
+fn sim_echo_trace_agrees_with_the_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = udsim_in(
+        dir.path(),
+        &[
+            "sim",
+            "echo",
+            "--clients",
+            "8",
+            "--seed",
+            "1",
+            "--trace",
+            "t.uds",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_eq!(
+        stdout.matches("received 100000, end of stream").count(),
+        8,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("every client got its echo exactly"),
+        "{stdout}"
+    );
+    let trace = std::fs::read_to_string(dir.path().join("t.uds")).unwrap();
+    assert!(trace.lines().filter(|l| l.starts_with("accept(")).count() == 8);
+    let check = udsim_in(dir.path(), &["check", "t.uds"]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    assert!(text(&check.stdout).contains("1 agree, 0 diverge"));
+    // A preset that does not exist is a usage error, and no trace is written.
+    let bad = udsim_in(
+        dir.path(),
+        &["sim", "echo", "--preset", "nope", "--trace", "u.uds"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("no preset named"));
+    assert!(!dir.path().join("u.uds").exists());
+}

@@ -14,6 +14,7 @@
 //! for the world's clock (the number of calls made) to advance. When no task can run and some
 //! task that is not a daemon has not finished, the run is a deadlock ([`SimError::Deadlock`]).
 
+pub mod cli;
 pub mod echo;
 
 use crate::check::expect_of;
