@@ -153,9 +153,9 @@ impl Core {
         };
         self.model.observe(i);
         let outcome = p.allowed[i].clone();
-        let n = outcome.new_fds();
-        if n > 0 {
-            self.model.name_new(&created[..n.min(created.len())]);
+        let created = &created[..outcome.new_fds().min(created.len())];
+        if !created.is_empty() {
+            self.model.name_new(created);
         }
         self.calls += 1;
         self.clock += 1;
@@ -166,7 +166,7 @@ impl Core {
             t.push(Recorded {
                 call,
                 outcome: outcome.clone(),
-                created: created[..n.min(created.len())].to_vec(),
+                created: created.to_vec(),
             });
         }
         Ok(outcome)
@@ -247,50 +247,55 @@ impl Net for SimNet {
 
     fn listen(&self, path: &Path, backlog: i32) -> Result<SimListener, Errno> {
         let name = self.socket()?;
-        let l = SimListener {
+        let l = SimListener(Sock {
             net: self.clone(),
             name,
-        };
-        self.ok(Call::Bind(l.name.clone(), path_addr(path)))?;
-        self.ok(Call::Listen(l.name.clone(), backlog))?;
+        });
+        self.ok(Call::Bind(l.0.name.clone(), path_addr(path)))?;
+        self.ok(Call::Listen(l.0.name.clone(), backlog))?;
         Ok(l)
     }
 
     fn connect(&self, path: &Path) -> Result<SimStream, Errno> {
         let name = self.socket()?;
-        let s = SimStream {
+        let s = SimStream(Sock {
             net: self.clone(),
             name,
-        };
-        self.ok(Call::Connect(s.name.clone(), path_addr(path)))?;
+        });
+        self.ok(Call::Connect(s.0.name.clone(), path_addr(path)))?;
         Ok(s)
     }
 }
 
-/// A simulated stream socket (non-blocking). Dropping it closes it (a `close` in the trace).
+/// A simulated descriptor: its world and its name in the trace. Dropping it closes it (a `close`
+/// in the trace).
 #[derive(Debug)]
-pub struct SimStream {
+struct Sock {
     net: SimNet,
     name: Name,
 }
 
-impl SimStream {
-    /// The socket's name in the trace.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for SimStream {
+impl Drop for Sock {
     fn drop(&mut self) {
         self.net.close(&self.name);
     }
 }
 
+/// A simulated stream socket (non-blocking). Dropping it closes it.
+#[derive(Debug)]
+pub struct SimStream(Sock);
+
+impl SimStream {
+    /// The socket's name in the trace.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+}
+
 impl Stream for SimStream {
     fn recv(&self, buf: &mut [u8]) -> Result<usize, Errno> {
-        let call = Call::Recv(self.name.clone(), buf.len(), Flags(MSG_DONTWAIT));
-        match self.net.call(call, &[])?.value {
+        let call = Call::Recv(self.0.name.clone(), buf.len(), Flags(MSG_DONTWAIT));
+        match self.0.net.call(call, &[])?.value {
             Value::Recv(r) => {
                 let n = r.data.len().min(buf.len());
                 buf[..n].copy_from_slice(&r.data[..n]);
@@ -303,8 +308,12 @@ impl Stream for SimStream {
 
     fn send(&self, buf: &[u8]) -> Result<usize, Errno> {
         let data: Payload = Payload::from(buf);
-        let call = Call::Send(self.name.clone(), data, Flags(MSG_DONTWAIT | MSG_NOSIGNAL));
-        match self.net.call(call, &[])?.value {
+        let call = Call::Send(
+            self.0.name.clone(),
+            data,
+            Flags(MSG_DONTWAIT | MSG_NOSIGNAL),
+        );
+        match self.0.net.call(call, &[])?.value {
             Value::Wrote(n) => Ok(n),
             Value::Err(e) => Err(errno(e)),
             _ => Err(Errno::EIO),
@@ -317,11 +326,11 @@ impl Stream for SimStream {
             Shut::Write => How::WR,
             Shut::Both => How::RDWR,
         };
-        self.net.ok(Call::Shutdown(self.name.clone(), how))
+        self.0.net.ok(Call::Shutdown(self.0.name.clone(), how))
     }
 
     fn poll(&self) -> Result<Ready, Errno> {
-        self.net.poll(&self.name)
+        self.0.net.poll(&self.0.name)
     }
 }
 
@@ -363,21 +372,12 @@ impl io::Write for &SimStream {
 
 /// A simulated listening socket. Dropping it closes it.
 #[derive(Debug)]
-pub struct SimListener {
-    net: SimNet,
-    name: Name,
-}
+pub struct SimListener(Sock);
 
 impl SimListener {
     /// The socket's name in the trace.
     pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for SimListener {
-    fn drop(&mut self) {
-        self.net.close(&self.name);
+        &self.0.name
     }
 }
 
@@ -385,20 +385,20 @@ impl Listener for SimListener {
     type Stream = SimStream;
 
     fn accept(&self) -> Result<SimStream, Errno> {
-        let name = self.net.0.borrow_mut().name("s");
-        let call = Call::Accept(self.name.clone(), false, None);
-        match self.net.call(call, std::slice::from_ref(&name))?.value {
-            Value::Accepted(_) => Ok(SimStream {
-                net: self.net.clone(),
+        let name = self.0.net.0.borrow_mut().name("s");
+        let call = Call::Accept(self.0.name.clone(), false, None);
+        match self.0.net.call(call, std::slice::from_ref(&name))?.value {
+            Value::Accepted(_) => Ok(SimStream(Sock {
+                net: self.0.net.clone(),
                 name,
-            }),
+            })),
             Value::Err(e) => Err(errno(e)),
             _ => Err(Errno::EIO),
         }
     }
 
     fn poll(&self) -> Result<Ready, Errno> {
-        self.net.poll(&self.name)
+        self.0.net.poll(&self.0.name)
     }
 }
 
