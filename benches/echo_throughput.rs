@@ -23,7 +23,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const PAYLOADS: &[usize] = &[64, 1024, 16 * 1024, 64 * 1024];
-const SERVERS: &[Kind] = &[
+const FIXED_SERVERS: &[Kind] = &[
     Kind::RawThread,
     Kind::RawProcess,
     Kind::StdThreads,
@@ -32,6 +32,16 @@ const SERVERS: &[Kind] = &[
     Kind::UdsimEventLoop,
     Kind::UdsimSplice,
 ];
+/// The servers of this run: the fixed set, and the baseline build when
+/// `UDSIM_BENCH_BASELINE_BIN` names one.
+fn servers() -> Vec<Kind> {
+    let mut v = FIXED_SERVERS.to_vec();
+    if common::baseline_bin().is_some() {
+        v.push(Kind::UdsimEventLoopBaseline);
+    }
+    v
+}
+
 const GROUPS: &[&str] = &["echo_pingpong", "echo_pipelined"];
 
 /// What keeps a server alive for the group (held only for its Drop).
@@ -144,12 +154,13 @@ fn label(n: usize) -> String {
 
 fn group(c: &mut Criterion, p: &Placement, name: &str, pipelined: bool) {
     let mut g = c.benchmark_group(name);
-    let mut lives: Vec<Option<Live>> = SERVERS.iter().map(|_| None).collect();
+    let servers = servers();
+    let mut lives: Vec<Option<Live>> = servers.iter().map(|_| None).collect();
     let out = payload_bytes(*PAYLOADS.iter().max().unwrap_or(&65536));
     let mut back = vec![0u8; out.len()];
     for &len in PAYLOADS {
         g.throughput(Throughput::Bytes(len as u64));
-        for (i, &kind) in SERVERS.iter().enumerate() {
+        for (i, &kind) in servers.iter().enumerate() {
             let id = BenchmarkId::new(kind.id(), label(len));
             g.bench_with_input(id, &len, |b, &len| {
                 b.iter_custom(|iters| {
@@ -240,11 +251,9 @@ fn interleaved(p: &Placement) {
     let mut back = vec![0u8; out.len()];
     let rounds = rounds();
     let mut cells = Vec::new();
+    let all = servers();
     for (mode, pipelined) in [("pingpong", false), ("pipelined", true)] {
-        let mut lives: Vec<Live> = SERVERS
-            .iter()
-            .map(|&k| Live::start(k, p, pipelined))
-            .collect();
+        let mut lives: Vec<Live> = all.iter().map(|&k| Live::start(k, p, pipelined)).collect();
         let mut run = |live: &mut Live, len: usize, iters: u64| -> Duration {
             if pipelined {
                 live.pipelined(len, &mut back, iters)
@@ -269,7 +278,7 @@ fn interleaved(p: &Placement) {
                 run(live, len, iters); // warm-up
             }
             // rates[round][server]: bytes/s.
-            let n = SERVERS.len();
+            let n = all.len();
             let mut rates: Vec<Vec<f64>> = Vec::with_capacity(rounds);
             for r in 0..rounds {
                 let mut row = vec![0f64; n];
@@ -280,11 +289,13 @@ fn interleaved(p: &Placement) {
                 }
                 rates.push(row);
             }
-            let idx = |kind: Kind| SERVERS.iter().position(|&k| k == kind).expect("server");
+            let idx = |kind: Kind| all.iter().position(|&k| k == kind);
+            let idx = |kind: Kind| idx(kind).expect("server");
+            let baseline = all.iter().position(|&k| k == Kind::UdsimEventLoopBaseline);
             let raw = idx(Kind::RawThread);
             let peers = [idx(Kind::StdThreads), idx(Kind::Tokio)];
             let mut servers = serde_json::Map::new();
-            for (i, kind) in SERVERS.iter().enumerate() {
+            for (i, kind) in all.iter().enumerate() {
                 let mut vs_raw: Vec<f64> =
                     (0..rounds).map(|r| rates[r][i] / rates[r][raw]).collect();
                 let mut vs_peer: Vec<f64> = (0..rounds)
@@ -294,15 +305,18 @@ fn interleaved(p: &Placement) {
                 let mut vs_std: Vec<f64> =
                     (0..rounds).map(|r| rates[r][i] / rates[r][std]).collect();
                 let mut rate: Vec<f64> = rates.iter().map(|row| row[i]).collect();
-                servers.insert(
-                    kind.id().to_string(),
-                    serde_json::json!({
-                        "median_bytes_per_s": median(&mut rate),
-                        "ratio_vs_raw": median(&mut vs_raw),
-                        "ratio_vs_best_peer": median(&mut vs_peer),
-                        "ratio_vs_std_threads": median(&mut vs_std),
-                    }),
-                );
+                let mut entry = serde_json::json!({
+                    "median_bytes_per_s": median(&mut rate),
+                    "ratio_vs_raw": median(&mut vs_raw),
+                    "ratio_vs_best_peer": median(&mut vs_peer),
+                    "ratio_vs_std_threads": median(&mut vs_std),
+                });
+                if let Some(b) = baseline {
+                    let mut vs_base: Vec<f64> =
+                        (0..rounds).map(|r| rates[r][i] / rates[r][b]).collect();
+                    entry["ratio_vs_baseline"] = serde_json::json!(median(&mut vs_base));
+                }
+                servers.insert(kind.id().to_string(), entry);
             }
             cells.push(serde_json::json!({
                 "mode": mode,

@@ -356,6 +356,9 @@ pub enum Kind {
     UdsimEventLoop,
     /// `udsim serve --engine splice`.
     UdsimSplice,
+    /// `udsim serve` (event loop) from the binary in `UDSIM_BENCH_BASELINE_BIN`: an earlier build
+    /// measured in the same run, chunk beside chunk, to judge a change against it.
+    UdsimEventLoopBaseline,
 }
 
 impl Kind {
@@ -369,6 +372,7 @@ impl Kind {
             Kind::UdsimIterative => "udsim_iterative",
             Kind::UdsimEventLoop => "udsim_event_loop",
             Kind::UdsimSplice => "udsim_splice",
+            Kind::UdsimEventLoopBaseline => "udsim_event_loop_baseline",
         }
     }
 }
@@ -378,6 +382,11 @@ pub fn udsim_bin() -> PathBuf {
     std::env::var_os("UDSIM_BENCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_udsim")))
+}
+
+/// The earlier udsim binary a run compares against (`UDSIM_BENCH_BASELINE_BIN`), if any.
+pub fn baseline_bin() -> Option<PathBuf> {
+    std::env::var_os("UDSIM_BENCH_BASELINE_BIN").map(PathBuf::from)
 }
 
 /// A server subprocess: killed (SIGTERM, then SIGKILL) and its temp dir removed on drop. It also
@@ -420,8 +429,16 @@ impl Server {
             .expect("temp dir");
         let path = dir.path().join("echo.sock");
         let mut cmd = match kind {
-            Kind::UdsimIterative | Kind::UdsimEventLoop | Kind::UdsimSplice => {
-                let mut c = Command::new(udsim_bin());
+            Kind::UdsimIterative
+            | Kind::UdsimEventLoop
+            | Kind::UdsimSplice
+            | Kind::UdsimEventLoopBaseline => {
+                let bin = if kind == Kind::UdsimEventLoopBaseline {
+                    baseline_bin().expect("UDSIM_BENCH_BASELINE_BIN is set for the baseline")
+                } else {
+                    udsim_bin()
+                };
+                let mut c = Command::new(bin);
                 c.arg("serve");
                 if !announce {
                     c.arg("--quiet");
