@@ -525,6 +525,61 @@ fn empty_input_exits_zero_with_no_output() {
     assert!(out.is_empty());
 }
 
+/// The client waits on stdin and the socket at once: each line typed comes back while stdin
+/// is still open (an interactive session), and stdin's end then ends the exchange with exit 0.
+#[test]
+fn client_echoes_each_line_while_stdin_stays_open() {
+    let dir = tempdir();
+    let path = dir.path().join("i.sock");
+    let _server = Server::start(&path, Engine::Readwrite, &[]);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["client", "--quiet"])
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut proc = Proc::spawn(&mut cmd);
+    let watchdog = Watchdog::new(vec![proc.pid()]);
+    let mut stdin = proc.child.stdin.take().unwrap();
+    let mut stdout = proc.child.stdout.take().unwrap();
+    for line in ["one\n", "two, longer\n", "3\n"] {
+        stdin.write_all(line.as_bytes()).unwrap();
+        let mut back = vec![0u8; line.len()];
+        stdout.read_exact(&mut back).unwrap();
+        assert_eq!(back, line.as_bytes());
+    }
+    drop(stdin);
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    drop(watchdog);
+    assert!(rest.is_empty(), "nothing after the last line: {rest:?}");
+    assert!(proc.wait().success());
+}
+
+/// A regular file as stdin and as stdout (always "ready" to poll): 3 MiB, byte for byte.
+#[test]
+fn client_echoes_a_file_into_a_file() {
+    let dir = tempdir();
+    let path = dir.path().join("f.sock");
+    let _server = Server::start(&path, Engine::Readwrite, &[]);
+    let input = random_bytes(3 << 20, 31);
+    let (inp, outp) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::write(&inp, &input).unwrap();
+    let mut proc = Proc::spawn(
+        Command::new(BIN)
+            .args(["client", "--quiet"])
+            .arg(&path)
+            .stdin(std::fs::File::open(&inp).unwrap())
+            .stdout(std::fs::File::create(&outp).unwrap())
+            .stderr(Stdio::null()),
+    );
+    let watchdog = Watchdog::new(vec![proc.pid()]);
+    let st = proc.wait();
+    drop(watchdog);
+    assert!(st.success());
+    assert!(std::fs::read(&outp).unwrap() == input, "the echo differs");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Load
 

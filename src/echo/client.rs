@@ -1,28 +1,30 @@
 //! `udsim client PATH`: stdin → socket and socket → stdout at the same time.
 //!
-//! Two threads, so a client never deadlocks when the echo backs up: the sender copies stdin into
-//! the socket and half-closes (SHUT_WR) at stdin EOF; the receiver (the main thread) copies the
-//! echo to stdout until the server's EOF, then the process exits — 0 only if all of stdin was
-//! sent and exactly as many bytes came back (`short_echo_fails`): a server that stops early
+//! The exchange itself ([`Exchange`]) is written once over [`Stream`]: `udsim client` runs it on
+//! its kernel socket, and the simulated clients ([`crate::sim::echo::EchoClient`]) run it on the
+//! model. Each turn makes one non-blocking send or receive, alternating which goes first, so a
+//! client never deadlocks when the echo backs up; at the end of its input it half-closes
+//! (SHUT_WR) and reads until the server's end of stream. `udsim client` waits in one `poll` on
+//! stdin and the socket when no turn can go on, and the process exits 0 only if all of stdin
+//! was sent and exactly as many bytes came back (`short_echo_fails`): a server that stops early
 //! without a reset (the kernel reports one only when the closing socket had unread input) still
 //! cannot make the client exit 0 with part of the echo missing.
 
 use super::error::{errno_of, EchoError};
 use super::path::unix_addr;
 use super::status::Status;
+use crate::net::{Shut, Stream};
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType};
-use std::io::{Read, Write};
-use std::net::Shutdown;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 
 const CHUNK: usize = 64 * 1024;
 
-/// Connects to `path`, as a blocking stream socket.
+/// Connects to `path`, as a blocking stream socket (a full backlog waits, as a client expects;
+/// the exchange's calls are non-blocking by their flags).
 pub fn connect_to(path: &Path) -> Result<OwnedFd, EchoError> {
     const ACTION: &str = "cannot connect to";
     let addr = unix_addr(path, ACTION)?;
@@ -42,33 +44,142 @@ pub fn connect_to(path: &Path) -> Result<OwnedFd, EchoError> {
     }
 }
 
+/// What one turn of an [`Exchange`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// This many bytes of the input went into the socket.
+    Sent(usize),
+    /// The input had ended and all of it was sent: the socket was half-closed (a failure of
+    /// the shutdown is ignored: the server's end of stream or reset tells the rest).
+    HalfClosed,
+    /// This many bytes of echo arrived, at the start of the caller's buffer.
+    Received(usize),
+    /// The server's end of stream.
+    Eof,
+    /// A send failed (e.g. EPIPE: the server is gone).
+    SendFailed(Errno),
+    /// A receive failed (ECONNRESET: the server closed with input of ours unread).
+    RecvFailed(Errno),
+    /// Neither a send nor a receive could go on now.
+    Blocked,
+}
+
+/// One client's exchange with an echo server over a connected stream.
+#[derive(Debug)]
+pub struct Exchange<S> {
+    pub sock: S,
+    /// Bytes sent so far.
+    pub sent: u64,
+    /// Bytes of echo received so far.
+    pub received: u64,
+    /// The write side was shut.
+    pub shut: bool,
+    prefer_send: bool,
+}
+
+impl<S: Stream> Exchange<S> {
+    pub fn new(sock: S) -> Self {
+        Exchange {
+            sock,
+            sent: 0,
+            received: 0,
+            shut: false,
+            prefer_send: true,
+        }
+    }
+
+    /// One turn: send from `input` (the input not yet sent; once it is empty and `ended`, the
+    /// half-close), or receive into `buf` (`None`: not reading now), whichever can go on,
+    /// trying the two in alternating order from turn to turn.
+    pub fn turn(&mut self, input: &[u8], ended: bool, mut buf: Option<&mut [u8]>) -> Turn {
+        let mut turn = Turn::Blocked;
+        for attempt in 0..2 {
+            let send_turn = (attempt == 0) == self.prefer_send;
+            turn = if send_turn {
+                if !input.is_empty() {
+                    match self.sock.send(input) {
+                        Ok(n) => {
+                            self.sent += n as u64;
+                            Turn::Sent(n)
+                        }
+                        Err(Errno::EAGAIN | Errno::EINTR) => continue,
+                        Err(e) => Turn::SendFailed(e),
+                    }
+                } else if ended && !self.shut {
+                    let _ = self.sock.shutdown(Shut::Write);
+                    self.shut = true;
+                    Turn::HalfClosed
+                } else {
+                    continue;
+                }
+            } else if let Some(buf) = buf.as_deref_mut() {
+                match self.sock.recv(buf) {
+                    Ok(0) => Turn::Eof,
+                    Ok(n) => {
+                        self.received += n as u64;
+                        Turn::Received(n)
+                    }
+                    Err(Errno::EAGAIN | Errno::EINTR) => continue,
+                    Err(e) => Turn::RecvFailed(e),
+                }
+            } else {
+                continue;
+            };
+            break;
+        }
+        self.prefer_send = !self.prefer_send;
+        turn
+    }
+}
+
 /// Runs the client; Ok(()) means everything was sent and the server closed its side.
 pub fn run(path: &Path, status: Status) -> Result<(), EchoError> {
     let fd = connect_to(path)?;
     status.line(format_args!("Client socket fd = {}", fd.as_raw_fd()));
-    let sock = UnixStream::from(fd);
-    let sender_sock = sock
-        .try_clone()
-        .map_err(|e| EchoError::sys("cannot use the socket for", path, errno_of(&e)))?;
-    let progress = Arc::new(Progress::default());
-    let sender_progress = Arc::clone(&progress);
-    let sender_path = path.to_path_buf();
-    let sender = std::thread::Builder::new()
-        .name("stdin-to-socket".into())
-        .spawn(move || send_stdin(sender_sock, &sender_path, &sender_progress))
-        .map_err(|e| EchoError::sys("cannot start the sender for", path, errno_of(&e)))?;
-    let mut received = 0u64;
-    let ended = receive_to_stdout(&sock, path, &mut received);
-    if progress.all_sent.load(Ordering::SeqCst) {
-        let sent = progress.sent.load(Ordering::SeqCst);
-        return check_echo(path, ended, sent, received);
+    let mut ex = Exchange::new(fd);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    // stdin's bytes not yet sent: pending[from..to].
+    let mut pending = vec![0u8; CHUNK];
+    let (mut from, mut to) = (0, 0);
+    let mut input_ended = false;
+    let mut input_failed: Option<EchoError> = None;
+    let mut send_failed: Option<EchoError> = None;
+    let mut buf = vec![0u8; CHUNK];
+    let ended = loop {
+        let sending = send_failed.is_none();
+        let unsent = if sending { &pending[from..to] } else { &[][..] };
+        match ex.turn(unsent, input_ended || !sending, Some(&mut buf)) {
+            Turn::Sent(n) => from += n,
+            Turn::HalfClosed => {}
+            Turn::Received(n) => out
+                .write_all(&buf[..n])
+                .and_then(|()| out.flush())
+                .map_err(|e| EchoError::sys_nopath("cannot write to stdout", errno_of(&e)))?,
+            Turn::Eof => break Ok(()),
+            Turn::RecvFailed(e) => break Err(EchoError::sys("cannot read from", path, e)),
+            // Go on reading: the server's end of stream or reset is the better message.
+            Turn::SendFailed(e) => send_failed = Some(EchoError::sys("cannot send to", path, e)),
+            Turn::Blocked => {
+                let need_input = sending && !input_ended && from == to;
+                let wants_send = sending && (from < to || (input_ended && !ex.shut));
+                if wait(&ex.sock, need_input, wants_send)? {
+                    let (n, failed) = read_stdin(&mut pending);
+                    (from, to) = (0, n);
+                    input_ended = n == 0;
+                    input_failed = input_failed.or(failed);
+                }
+            }
+        }
+    };
+    let all_sent = input_ended && from == to && input_failed.is_none() && send_failed.is_none();
+    if all_sent {
+        return check_echo(path, ended, ex.sent, ex.received);
     }
     ended?;
-    // The server closed first. If the sender already failed, its error is the better message.
-    if sender.is_finished() {
-        if let Ok(Err(e)) = sender.join() {
-            return Err(e);
-        }
+    // The server closed first. A failed send or stdin is the better message.
+    if let Some(e) = send_failed.or(input_failed) {
+        return Err(e);
     }
     Err(EchoError::refused(
         "connection to",
@@ -77,13 +188,39 @@ pub fn run(path: &Path, status: Status) -> Result<(), EchoError> {
     ))
 }
 
-/// What the sender has done, for the receiver's final check.
-#[derive(Debug, Default)]
-struct Progress {
-    /// Bytes written into the socket so far.
-    sent: AtomicU64,
-    /// All of stdin was sent (set after the last `sent` update, before the half-close).
-    all_sent: AtomicBool,
+/// Waits in one `poll` for the socket (readable, or writable when `wants_send`) or for stdin
+/// (when `need_input`); true when stdin has something (data, its end, or an error) to read.
+fn wait(sock: &OwnedFd, need_input: bool, wants_send: bool) -> Result<bool, EchoError> {
+    let mut events = PollFlags::POLLIN;
+    if wants_send {
+        events |= PollFlags::POLLOUT;
+    }
+    let stdin = std::io::stdin();
+    let mut fds = vec![PollFd::new(sock.as_fd(), events)];
+    if need_input {
+        fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+    }
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => break,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(EchoError::sys_nopath("cannot wait for the socket", e)),
+        }
+    }
+    Ok(need_input && fds[1].revents().is_some_and(|r| !r.is_empty()))
+}
+
+/// Reads descriptor 0 once into `buf` (no user-space buffer in between, so `poll` on it tells
+/// the truth): the byte count (0 at its end or after a failure) and the failure, if any.
+fn read_stdin(buf: &mut [u8]) -> (usize, Option<EchoError>) {
+    let stdin = std::io::stdin();
+    loop {
+        match nix::unistd::read(stdin.as_fd(), buf) {
+            Ok(n) => return (n, None),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return (0, Some(EchoError::sys_nopath("cannot read stdin", e))),
+        }
+    }
 }
 
 /// `short_echo_fails`: after the whole input was sent, the exchange succeeded only if the echo
@@ -110,60 +247,5 @@ fn check_echo(
             format!("reset by the server: {missing} of {sent} bytes of the echo missing"),
         )),
         Err(e) => Err(e),
-    }
-}
-
-/// Copies the socket to stdout until the server's EOF, counting the bytes in `received`.
-fn receive_to_stdout(
-    mut sock: &UnixStream,
-    path: &Path,
-    received: &mut u64,
-) -> Result<(), EchoError> {
-    let mut buf = vec![0u8; CHUNK];
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    loop {
-        let n = match sock.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(EchoError::sys("cannot read from", path, errno_of(&e))),
-        };
-        *received += n as u64;
-        out.write_all(&buf[..n])
-            .and_then(|()| out.flush())
-            .map_err(|e| EchoError::sys_nopath("cannot write to stdout", errno_of(&e)))?;
-    }
-    Ok(())
-}
-
-/// Copies stdin into the socket, counting in `progress`; at EOF marks `all_sent` and half-closes
-/// the socket.
-fn send_stdin(mut sock: UnixStream, path: &Path, progress: &Progress) -> Result<(), EchoError> {
-    let mut buf = vec![0u8; CHUNK];
-    let stdin = std::io::stdin();
-    let mut input = stdin.lock();
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let err = EchoError::sys_nopath("cannot read stdin", errno_of(&e));
-                // Stop the exchange cleanly: the server echoes what it has and closes.
-                let _ = sock.shutdown(Shutdown::Write);
-                return Err(err);
-            }
-        };
-        // std's UnixStream sends with MSG_NOSIGNAL: a closed server gives EPIPE, not SIGPIPE.
-        if let Err(e) = sock.write_all(&buf[..n]) {
-            return Err(EchoError::sys("cannot send to", path, errno_of(&e)));
-        }
-        progress.sent.fetch_add(n as u64, Ordering::SeqCst);
-    }
-    // Set before the half-close: the server's EOF (which follows it) then implies the flag.
-    progress.all_sent.store(true, Ordering::SeqCst);
-    match sock.shutdown(Shutdown::Write) {
-        Ok(()) | Err(_) => Ok(()),
     }
 }

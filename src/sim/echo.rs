@@ -4,19 +4,20 @@
 //! work ([`Link::serve_turns`], [`Link::wants`]) and the same read/write relay
 //! ([`BufferRelay`]) that `udsim serve` runs on kernel sockets, driven by a readiness wait that
 //! polls each socket of interest (epoll's level-triggered report, as calls the trace can show).
-//! [`EchoClient`] behaves as `udsim client` does — it sends its input in chunks while reading the
-//! echo, half-closes at the end of its input and reads until the server's end of stream — with
+//! [`EchoClient`] runs `udsim client`'s exchange ([`Exchange`]: it sends its input in chunks while
+//! reading the echo, half-closes at the end of its input and reads until the server's end of stream), with
 //! the faults a workload can inject: it stops reading for a while, or aborts (closes with the
 //! echo unread) after receiving some bytes. It is generic over [`Net`], so the same client runs
 //! on kernel sockets too.
 
 use super::{SimError, SimListener, SimNet, SimStream, Stats, Step, Task, World};
+use crate::echo::client::{Exchange, Turn};
 use crate::echo::link::Link;
 use crate::echo::relay::{BufferRelay, Relay};
 use crate::echo::status::Status;
 use crate::echo::tap::Tap;
 use crate::model::Params;
-use crate::net::{Listener, Net, Shut, Stream};
+use crate::net::{Listener, Net, Stream};
 use crate::script::Script;
 use nix::errno::Errno;
 use std::path::Path;
@@ -114,15 +115,13 @@ pub struct EchoClient<N: Net> {
     plan: ClientPlan,
     path: std::path::PathBuf,
     data: Vec<u8>,
-    conn: Conn<N::Stream>,
+    conn: Conn<Exchange<N::Stream>>,
     sent: usize,
-    shut: bool,
     received: Vec<u8>,
     buf: Vec<u8>,
     end: Option<End>,
     stalled_once: bool,
     stall_until: u64,
-    prefer_send: bool,
 }
 
 impl<N: Net> EchoClient<N> {
@@ -135,12 +134,10 @@ impl<N: Net> EchoClient<N> {
             path: path.to_path_buf(),
             conn: Conn::Start,
             sent: 0,
-            shut: false,
             received: Vec::new(),
             end: None,
             stalled_once: false,
             stall_until: 0,
-            prefer_send: true,
         }
     }
 
@@ -170,12 +167,12 @@ impl<N: Net> EchoClient<N> {
         {
             return self.finish(End::Aborted);
         }
-        let sock = match &self.conn {
+        match &self.conn {
             Conn::Finished => return Step::Done,
             Conn::Start => {
                 return match net.connect(&self.path) {
                     Ok(s) => {
-                        self.conn = Conn::Open(s);
+                        self.conn = Conn::Open(Exchange::new(s));
                         Step::Progress
                     }
                     // The backlog is full: try again when something changed.
@@ -183,8 +180,8 @@ impl<N: Net> EchoClient<N> {
                     Err(e) => self.finish(End::Failed(e)),
                 };
             }
-            Conn::Open(s) => s,
-        };
+            Conn::Open(_) => {}
+        }
         if let Some((at, ticks)) = self.plan.stall {
             if !self.stalled_once && self.received.len() >= at {
                 self.stalled_once = true;
@@ -192,56 +189,33 @@ impl<N: Net> EchoClient<N> {
             }
         }
         let reading = now >= self.stall_until;
-        let mut outcome = None;
-        for attempt in 0..2 {
-            let send_turn = (attempt == 0) == self.prefer_send;
-            if send_turn {
-                if self.sent < self.data.len() {
-                    let end = (self.sent + self.plan.chunk.max(1)).min(self.data.len());
-                    match sock.send(&self.data[self.sent..end]) {
-                        Ok(n) => {
-                            self.sent += n;
-                            outcome = Some(None);
-                        }
-                        Err(Errno::EAGAIN) => continue,
-                        Err(e) => outcome = Some(Some(End::Failed(e))),
-                    }
-                } else if !self.shut {
-                    // At the end of input, half-close; as `udsim client`, a failure is ignored.
-                    let _ = sock.shutdown(Shut::Write);
-                    self.shut = true;
-                    outcome = Some(None);
-                } else {
-                    continue;
-                }
-            } else if reading {
-                let mut want = self.buf.len();
-                if let Some(k) = self.plan.aborts_at() {
-                    want = want.min(k - self.received.len());
-                }
-                match sock.recv(&mut self.buf[..want]) {
-                    Ok(0) => outcome = Some(Some(End::Eof)),
-                    Ok(n) => {
-                        self.received.extend_from_slice(&self.buf[..n]);
-                        outcome = Some(None);
-                    }
-                    Err(Errno::EAGAIN) => continue,
-                    Err(Errno::ECONNRESET) => outcome = Some(Some(End::Reset)),
-                    Err(e) => outcome = Some(Some(End::Failed(e))),
-                }
-            } else {
-                continue;
-            }
-            break;
+        let mut want = self.buf.len();
+        if let Some(k) = self.plan.aborts_at() {
+            want = want.min(k - self.received.len());
         }
-        self.prefer_send = !self.prefer_send;
-        match outcome {
-            Some(Some(end)) => self.finish(end),
-            Some(None) => Step::Progress,
+        let Conn::Open(ex) = &mut self.conn else {
+            return Step::Done;
+        };
+        let end = (self.sent + self.plan.chunk.max(1)).min(self.data.len());
+        let buf = reading.then_some(&mut self.buf[..want]);
+        let turn = ex.turn(&self.data[self.sent..end], true, buf);
+        match turn {
+            Turn::Sent(n) => {
+                self.sent += n;
+                Step::Progress
+            }
+            Turn::HalfClosed => Step::Progress,
+            Turn::Received(n) => {
+                self.received.extend_from_slice(&self.buf[..n]);
+                Step::Progress
+            }
+            Turn::Eof => self.finish(End::Eof),
+            Turn::RecvFailed(Errno::ECONNRESET) => self.finish(End::Reset),
+            Turn::RecvFailed(e) | Turn::SendFailed(e) => self.finish(End::Failed(e)),
             // Nothing could be done: a stalled reader waits for its stall to end (or for the
             // world to let its send go on), others for any change.
-            None if !reading => Step::Sleep(self.stall_until - now),
-            None => Step::Blocked,
+            Turn::Blocked if !reading => Step::Sleep(self.stall_until - now),
+            Turn::Blocked => Step::Blocked,
         }
     }
 }
