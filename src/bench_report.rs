@@ -352,7 +352,7 @@ fn pretty_payload(v: &str) -> String {
 }
 
 /// Seconds since the epoch as `YYYY-MM-DD HH:MM UTC`.
-fn fmt_utc(secs: f64) -> String {
+pub(crate) fn fmt_utc(secs: f64) -> String {
     let s = secs as i64;
     let days = s.div_euclid(86_400);
     let rem = s.rem_euclid(86_400);

@@ -1,7 +1,7 @@
 //! The `check` and `explore` subcommands.
 
 mod bless;
-mod report;
+pub(crate) mod report;
 
 use crate::check::{
     describe, recorded_script, run_ordered, transcript_line, CheckError, Checker, Options, Run,

@@ -248,7 +248,7 @@ pub fn run(args: DiagramArgs) -> i32 {
 }
 
 /// DOT rendered by Graphviz (`dot -Tsvg`).
-fn svg(dot: &str) -> Result<String, String> {
+pub fn svg(dot: &str) -> Result<String, String> {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let mut child = Command::new("dot")

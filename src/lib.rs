@@ -41,6 +41,7 @@ pub mod bench_report;
 pub mod check;
 #[doc(hidden)]
 pub mod cli;
+pub mod coverage;
 pub mod diagram;
 pub mod echo;
 pub mod enumerate;
@@ -51,6 +52,7 @@ pub mod gen;
 pub mod kernel;
 pub mod model;
 pub mod net;
+pub mod report;
 pub mod scenarios;
 pub mod script;
 pub mod shrink;

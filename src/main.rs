@@ -29,6 +29,9 @@ enum Command {
     Enumerate(udsim::enumerate::EnumerateArgs),
     /// One socket's states and the calls between them, derived from the enumeration (dot, mermaid, svg).
     Diagram(udsim::diagram::DiagramArgs),
+    /// The conformance report: one static HTML page (host, parameters, the call × state matrix per type, rules,
+    /// diagrams) from the scenarios, an exploration and an enumeration run on this kernel.
+    Report(udsim::report::ReportArgs),
     /// Run the echo (or other code) in the simulated world on the model; write its trace.
     Sim(udsim::sim::cli::SimArgs),
     /// The benchmark ratio table from criterion's saved estimates (run `cargo bench` first).
@@ -39,7 +42,7 @@ fn main() {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Command::Check(_) | Command::Explore(_) | Command::Enumerate(_)
+        Command::Check(_) | Command::Explore(_) | Command::Enumerate(_) | Command::Report(_)
     ) {
         // The soft limit on open descriptors up to the hard one, so long checks and explorations are not cut
         // short by a low default (`ulimit -n 1024`); the echo programs keep the limit they were given.
@@ -56,6 +59,7 @@ fn main() {
         Command::Params(a) => udsim::cli::params_cmd(a),
         Command::Rules(a) => udsim::cli::rules_cmd(a),
         Command::Sim(a) => udsim::sim::cli::run(a),
+        Command::Report(a) => udsim::report::run(a),
     };
     std::process::exit(code);
 }

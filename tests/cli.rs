@@ -1113,3 +1113,63 @@ fn sim_echo_trace_agrees_with_the_kernel() {
     assert!(text(&bad.stderr).contains("no preset named"));
     assert!(!dir.path().join("u.uds").exists());
 }
+
+/// `udsim report`: the page and matrix.json agree on the matrix, every cell of the grid was checked,
+/// the three types each get a matrix and a diagram; a file where the directory should be is a
+/// one-line error (exit 2) and the file is left as it was.
+#[test]
+fn report_writes_a_page_whose_matrix_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = udsim_in(
+        dir.path(),
+        &[
+            "report",
+            "--out",
+            "r",
+            "--depth",
+            "3",
+            "--explore-cases",
+            "10",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("everything agreed with the kernel"),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(dir.path().join("r/index.html")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r/matrix.json")).unwrap())
+            .unwrap();
+    let grid = json["grid_cells"].as_u64().unwrap() as usize;
+    assert!(grid > 500, "grid of {grid} cells");
+    assert_eq!(html.matches("class=\"cell ").count(), grid);
+    assert_eq!(html.matches("class=\"cell empty").count(), 0);
+    assert_eq!(json["unchecked"].as_array().unwrap().len(), 0);
+    assert_eq!(json["checked_cells"].as_u64().unwrap() as usize, grid);
+    for ty in ["stream", "dgram", "seqpacket"] {
+        assert!(html.contains(&format!("data-type=\"{ty}\"")), "{ty} matrix");
+    }
+    assert_eq!(html.matches("<div class=\"diagram\">").count(), 3);
+    // Every rule of the model is listed.
+    assert_eq!(
+        html.matches("<tr><td><code>").count()
+            + html.matches("<tr class=\"unshown\"><td><code>").count(),
+        udsim::model::rules::RULES.len()
+    );
+
+    std::fs::write(dir.path().join("f"), "keep").unwrap();
+    let out = udsim_in(
+        dir.path(),
+        &["report", "--out", "f", "--explore-cases", "0"],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("udsim report: cannot make f"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("f")).unwrap(),
+        "keep"
+    );
+}
