@@ -356,6 +356,27 @@ fn diagrams_parse_and_name_only_model_states() {
     if have_dot {
         let (code, svg, err) = udsim(&["diagram", "--type", "stream", "--format", "svg"]);
         assert_eq!(code, 0, "{err}");
-        assert!(svg.contains("<svg"), "{svg}");
+        let (_, dot, _) = udsim(&["diagram", "--type", "stream", "--format", "dot"]);
+        let (labels, edges) = check_dot(&dot);
+        // Valid XML with an <svg> root whose nodes are the DOT's states and whose edges are its edges.
+        let opts = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        };
+        let doc = roxmltree::Document::parse_with_options(&svg, opts)
+            .expect("the SVG is well-formed XML");
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        let group = |class: &str| {
+            doc.descendants()
+                .filter(|n| n.tag_name().name() == "g" && n.attribute("class") == Some(class))
+                .collect::<Vec<_>>()
+        };
+        let svg_labels: BTreeSet<String> = group("node")
+            .iter()
+            .flat_map(|g| g.descendants().filter(|n| n.tag_name().name() == "text"))
+            .filter_map(|t| t.text().map(str::to_string))
+            .collect();
+        assert_eq!(svg_labels, labels, "the SVG's states are the diagram's");
+        assert_eq!(group("edge").len(), edges, "the SVG's edges are the diagram's");
     }
 }
