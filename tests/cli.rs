@@ -299,8 +299,9 @@ fn etoomanyrefs_is_predicted_for_an_unprivileged_sender() {
     use std::os::unix::process::CommandExt;
     // Under RLIMIT_NOFILE 24, as an unprivileged user (nobody when the test runs as root): with more than 24
     // descriptors in flight, a send with rights is ETOOMANYREFS on every type, after the send buffer's EAGAIN
-    // and before the peer's EPIPE / ENOTCONN; a zero-length stream send carries none and succeeds (rule
-    // rights_past_nofile_in_flight_is_etoomanyrefs). Results as recorded on 6.18.
+    // and before the peer's EPIPE / ENOTCONN; a zero-length stream send carries none and succeeds, and so
+    // do sends without rights past the limit (rule rights_past_nofile_in_flight_is_etoomanyrefs). Results as
+    // recorded on 6.18.
     let mut body = String::from(
         "socketpair(STREAM) -> a, b\nsocketpair(DGRAM) -> c, d\nsocketpair(SEQPACKET) -> e, f\n",
     );
@@ -313,6 +314,9 @@ sendmsg(a, \"x\", rights=[a]) -> ETOOMANYREFS
 sendmsg(e, \"x\", rights=[e]) -> ETOOMANYREFS
 sendmsg(c, \"x\", rights=[c]) -> ETOOMANYREFS
 sendmsg(e, \"\", rights=[e]) -> ETOOMANYREFS
+sendmsg(e, \"y\", flags=0) -> 1
+send(c, \"y\", 0) -> 1
+write(e, \"z\") -> 1
 sendmsg(a, \"\", rights=[a]) -> 0
 shutdown(a, WR) -> 0
 sendmsg(a, \"x\", rights=[a]) -> EPIPE

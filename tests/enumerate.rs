@@ -377,6 +377,10 @@ fn diagrams_parse_and_name_only_model_states() {
             .filter_map(|t| t.text().map(str::to_string))
             .collect();
         assert_eq!(svg_labels, labels, "the SVG's states are the diagram's");
-        assert_eq!(group("edge").len(), edges, "the SVG's edges are the diagram's");
+        assert_eq!(
+            group("edge").len(),
+            edges,
+            "the SVG's edges are the diagram's"
+        );
     }
 }
