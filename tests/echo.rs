@@ -300,6 +300,17 @@ fn run_client(path: &Path, input: &[u8], extra: &[&str]) -> (ExitStatus, Vec<u8>
     run_with_input(&mut cmd, input)
 }
 
+/// `udsim client --quiet PATH` with piped stdin and stdout.
+fn quiet_client(path: &Path, stderr: Stdio) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["client", "--quiet"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    cmd
+}
+
 fn run_with_input(cmd: &mut Command, input: &[u8]) -> (ExitStatus, Vec<u8>, String) {
     let mut proc = Proc::spawn(cmd);
     let watchdog = Watchdog::new(vec![proc.pid()]);
@@ -532,13 +543,7 @@ fn client_echoes_each_line_while_stdin_stays_open() {
     let dir = tempdir();
     let path = dir.path().join("i.sock");
     let _server = Server::start(&path, Engine::Readwrite, &[]);
-    let mut cmd = Command::new(BIN);
-    cmd.args(["client", "--quiet"])
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut proc = Proc::spawn(&mut cmd);
+    let mut proc = Proc::spawn(&mut quiet_client(&path, Stdio::null()));
     let watchdog = Watchdog::new(vec![proc.pid()]);
     let mut stdin = proc.child.stdin.take().unwrap();
     let mut stdout = proc.child.stdout.take().unwrap();
@@ -1521,13 +1526,7 @@ fn sigterm_mid_echo_is_never_silent(engine: Engine) {
     let path = dir.path().join("repro.sock");
     let mut server = Server::start(&path, engine, &["--quiet"]);
     let input = random_bytes(400_000, 14);
-    let mut cmd = Command::new(BIN);
-    cmd.args(["client", "--quiet"])
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut client = Proc::spawn(&mut cmd);
+    let mut client = Proc::spawn(&mut quiet_client(&path, Stdio::piped()));
     let watchdog = Watchdog::new(vec![client.pid(), server.proc.pid()]);
     let mut stdin = client.child.stdin.take().unwrap();
     let mut stdout = client.child.stdout.take().unwrap();

@@ -275,18 +275,24 @@ fn every_written_result_is_what_the_model_predicts_on_every_recorded_kernel() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The call × state matrix filled by the scenario library, stepped by the model alone.
+fn library_matrix(params: &udsim::model::Params) -> udsim::coverage::Matrix {
+    let mut m = udsim::coverage::Matrix::default();
+    for (_, script) in library() {
+        m.add_script(params, &script, udsim::coverage::Source::Scenario);
+    }
+    m
+}
+
 /// The coverage gate: the call × state matrix (`udsim::coverage`, the one `udsim report` draws)
 /// filled by the scenario library, over every state the model reaches — in the scenarios or in a
 /// bounded-exhaustive enumeration of each type (depth 5, 2 sockets, 1 path) — and every call that
 /// acts on a socket. A reachable cell no scenario line fills fails.
 #[test]
 fn scenarios_fill_every_reachable_cell_of_the_matrix() {
-    use udsim::coverage::{type_of, Matrix, Source};
+    use udsim::coverage::{type_of, Matrix};
     let params = udsim::kernel::calibrate::params().expect("calibrate");
-    let mut scen = Matrix::default();
-    for (_, script) in library() {
-        scen.add_script(&params, &script, Source::Scenario);
-    }
+    let scen = library_matrix(&params);
     let mut reached = scen.states();
     // The states every type is known to have, reached or not (a scenario deleted cannot hide one).
     for &st in STATES.iter().chain(SEQPACKET_STATES).chain(DGRAM_STATES) {
@@ -357,13 +363,9 @@ fn matrix_call(k: CallKind, s: &str) -> String {
 #[test]
 #[ignore]
 fn write_matrix_scenarios() {
-    use udsim::coverage::{Matrix, Source};
     use udsim::script::fmt_call;
     let params = udsim::kernel::calibrate::params().expect("calibrate");
-    let mut scen = Matrix::default();
-    for (_, script) in library() {
-        scen.add_script(&params, &script, Source::Scenario);
-    }
+    let scen = library_matrix(&params);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     // After the matrix scenarios already written (501 on).
     let mut number = std::fs::read_dir(&dir)
