@@ -7,8 +7,8 @@
 use crate::check::{Names, Run};
 use crate::enumerate::Enumeration;
 use crate::explore::outcome_class;
-use crate::model::{Model, Params};
-use crate::script::{CallKind, Script};
+use crate::model::{Model, Params, Prediction};
+use crate::script::{Call, CallKind, Script};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Where a checked line came from.
@@ -80,22 +80,10 @@ impl Matrix {
         let mut m = Model::new(params.clone());
         let diverged_at = run.divergence().map(|d| d.step);
         for (i, st) in run.steps.iter().enumerate() {
-            let call = &st.line.call;
-            let states = call.subject().map(|s| m.states_of(s)).unwrap_or_default();
-            let Ok(p) = m.step(call) else {
+            let agreed = diverged_at != Some(i);
+            let Some(p) = self.step_and_count(&mut m, &st.line.call, src, agreed) else {
                 break;
             };
-            if !p.is_modelled() {
-                break;
-            }
-            let agreed = diverged_at != Some(i);
-            for s in states {
-                self.count(s, call.kind(), src, agreed);
-                let c = self.cell(s, call.kind());
-                for o in &p.allowed {
-                    c.outcomes.insert(outcome_class(call, o));
-                }
-            }
             if !agreed {
                 break;
             }
@@ -106,6 +94,27 @@ impl Matrix {
         }
     }
 
+    /// Steps `m` through `call` and counts the call in the cells of the states its subject was in
+    /// before, with the outcomes the model predicted; `None` where the model stops.
+    fn step_and_count(
+        &mut self,
+        m: &mut Model,
+        call: &Call,
+        src: Source,
+        agreed: bool,
+    ) -> Option<Prediction> {
+        let states = call.subject().map(|s| m.states_of(s)).unwrap_or_default();
+        let p = m.step(call).ok().filter(|p| p.is_modelled())?;
+        for s in states {
+            self.count(s, call.kind(), src, agreed);
+            let c = self.cell(s, call.kind());
+            for o in &p.allowed {
+                c.outcomes.insert(outcome_class(call, o));
+            }
+        }
+        Some(p)
+    }
+
     /// Adds a script stepped by the model alone (its new descriptors named as its lines name them),
     /// for a script whose results were recorded on the kernel and are checked elsewhere (the
     /// scenario library). Stops where the model does.
@@ -113,21 +122,9 @@ impl Matrix {
         let mut m = Model::new(params.clone());
         let mut names = Names::default();
         for l in &script.lines {
-            let call = &l.call;
-            let states = call.subject().map(|s| m.states_of(s)).unwrap_or_default();
-            let Ok(p) = m.step(call) else {
+            let Some(p) = self.step_and_count(&mut m, &l.call, src, true) else {
                 break;
             };
-            if !p.is_modelled() {
-                break;
-            }
-            for s in states {
-                self.count(s, call.kind(), src, true);
-                let c = self.cell(s, call.kind());
-                for o in &p.allowed {
-                    c.outcomes.insert(outcome_class(call, o));
-                }
-            }
             let created = names.names_for(l, p.allowed.first().map_or(0, |o| o.new_fds()));
             m.name_new(&created);
             names.after(&created);

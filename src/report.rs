@@ -203,10 +203,11 @@ fn matrix_json(m: &Matrix) -> serde_json::Value {
         .iter()
         .map(|(s, k)| format!("{} in {s}", k.name()))
         .collect();
+    let calls = m.calls();
     let grid: usize = m
         .states()
         .iter()
-        .map(|(ty, st)| st.len() * m.calls().get(ty).map_or(0, |c| c.len()))
+        .map(|(ty, st)| st.len() * calls.get(ty).map_or(0, |c| c.len()))
         .sum();
     serde_json::json!({
         "cells": cells,
