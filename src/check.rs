@@ -50,7 +50,21 @@ pub struct Divergence {
 /// A whole run.
 #[derive(Clone, Debug, Default)]
 pub struct Run {
+    /// Every step, in order (none in a lean run: see [`Options::lean`]).
     pub steps: Vec<Step>,
+    /// How many lines ran.
+    pub lines: usize,
+    /// A lean run (see [`Options::lean`]).
+    pub lean: bool,
+    /// A lean run's steps that its report names (where the model stopped covering it, the divergence),
+    /// with their indices.
+    pub kept: Vec<(usize, Step)>,
+    /// The results (as a transcript prints them after `->`) of a lean run's lines whose transcript line
+    /// differs from the written one (no written result, or one the kernel's outcome does not satisfy), one
+    /// after another, each ended by `\n`...
+    pub recorded: String,
+    /// ... and the index of the step each of them belongs to.
+    pub recorded_at: Vec<u32>,
     pub stop: Option<Stop>,
     /// Steps where the model allowed exactly one outcome.
     pub exact: usize,
@@ -59,6 +73,13 @@ pub struct Run {
 }
 
 impl Run {
+    /// Step `i`, if the run kept it (a full run keeps every step).
+    pub fn step(&self, i: usize) -> Option<&Step> {
+        self.steps
+            .get(i)
+            .or_else(|| self.kept.iter().find(|(j, _)| *j == i).map(|(_, s)| s))
+    }
+
     pub fn agrees(&self) -> bool {
         self.stop.is_none()
     }
@@ -86,6 +107,10 @@ impl Run {
 pub struct Options {
     /// Keep running the kernel after a divergence (to record all its results); the model is left behind.
     pub record: bool,
+    /// Keep only what a report needs (the line count, the steps a report names, the transcript lines that
+    /// differ from the written ones) rather than every step, so that the memory a run takes does not grow
+    /// with its length when the script's lines are streamed in ([`Checker::run_lines`]).
+    pub lean: bool,
 }
 
 /// Errors that stop the checker itself.
@@ -156,11 +181,21 @@ impl Checker {
 
     /// Runs one script in a clean private directory.
     pub fn run(&mut self, script: &Script, opts: Options) -> Result<Run, CheckError> {
+        self.run_lines(script.lines.iter().cloned(), opts)
+    }
+
+    /// Runs lines as they come (e.g. parsed one at a time from a long script's text) in a clean private
+    /// directory.
+    pub fn run_lines(
+        &mut self,
+        lines: impl IntoIterator<Item = Line>,
+        opts: Options,
+    ) -> Result<Run, CheckError> {
         self.fresh_dir()?;
         let mut model = Model::new(self.params.clone());
         model.set_fd_budget(self.kernel.fd_budget());
         model.set_nofile(self.kernel.nofile());
-        run_with(script, &mut self.kernel, &mut model, opts)
+        run_with(lines, &mut self.kernel, &mut model, opts)
     }
 
     /// Runs a script on the kernel alone (the baseline for the checker's overhead).
@@ -279,17 +314,20 @@ impl Autos {
 
 /// Runs `script` on `kernel` and `model` in lock-step.
 pub fn run_with(
-    script: &Script,
+    lines: impl IntoIterator<Item = Line>,
     kernel: &mut Kernel,
     model: &mut Model,
     opts: Options,
 ) -> Result<Run, CheckError> {
-    let mut run = Run::default();
+    let mut run = Run {
+        lean: opts.lean,
+        ..Run::default()
+    };
     let mut names = Names::default();
     let mut kernel_autos = Autos::default();
     let mut model_autos = Autos::default();
     let mut model_live = true;
-    for line in &script.lines {
+    for line in lines {
         // The model's names are resolved only while the model runs (once it is left behind it has seen none).
         let resolved = names.check(&line.call).and_then(|()| {
             let k = kernel_autos.resolve(&line.call)?;
@@ -336,10 +374,11 @@ pub fn run_with(
         } else {
             None
         };
-        let created = names.names_for(line, kout.new_fds());
+        let created = names.names_for(&line, kout.new_fds());
         kernel.name_new(&created);
         names.after(&created);
-        let idx = run.steps.len();
+        let idx = run.lines;
+        run.lines += 1;
         if let Some(p) = &prediction {
             if !p.is_modelled() {
                 run.unmodelled.get_or_insert((idx, p.rule));
@@ -369,12 +408,33 @@ pub fn run_with(
             })));
             model_live = false;
         }
-        run.steps.push(Step {
-            line: line.clone(),
+        let step = Step {
+            line,
             kernel: kout,
             prediction,
             created,
-        });
+        };
+        if !opts.lean {
+            run.steps.push(step);
+        } else {
+            if !step
+                .line
+                .expect
+                .as_ref()
+                .is_some_and(|e| e.admits(&step.kernel))
+            {
+                // Only the result: the call is re-read from the text when the transcript is written.
+                let result = fmt_outcome(&step.line.call, &step.kernel, &step.created);
+                run.recorded.push_str(&result);
+                run.recorded.push('\n');
+                run.recorded_at.push(u32::try_from(idx).unwrap_or(u32::MAX));
+            }
+            let named = run.unmodelled.is_some_and(|(i, _)| i == idx)
+                || run.divergence().is_some_and(|d| d.step == idx);
+            if named {
+                run.kept.push((idx, step));
+            }
+        }
         if run.stop.is_some() && !opts.record {
             break;
         }
@@ -395,6 +455,30 @@ pub fn transcript_line(step: &Step) -> String {
 pub fn recorded_line(step: &Step) -> String {
     let result = fmt_outcome(&step.line.call, &step.kernel, &step.created);
     format!("{} -> {}", fmt_call(&step.line.call), result)
+}
+
+/// Writes a lean run's transcript lines (as [`transcript_line`] prints them) from the text it ran: the
+/// written lines re-parsed, the others as recorded.
+pub fn write_lean_transcript(
+    run: &Run,
+    text: &str,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let mut recorded = run.recorded.split_terminator('\n');
+    let mut at = run.recorded_at.iter().peekable();
+    let ran = crate::script::lines(text)
+        .map_while(Result::ok)
+        .take(run.lines);
+    for (i, line) in ran.enumerate() {
+        if at.next_if(|&&j| j as usize == i).is_some() {
+            let result = recorded.next().unwrap_or_default();
+            write!(out, "{} -> {result}", fmt_call(&line.call))?;
+        } else {
+            out.write_all(fmt_line(&line).as_bytes())?;
+        }
+        out.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// The script with every result the kernel gave written in.
@@ -441,8 +525,10 @@ pub fn expect_of(call: &Call, o: &Outcome, names: &[Name]) -> Expect {
 /// Describes how a run ended in `#` comment lines, so a transcript stays a valid script.
 pub fn describe(run: &Run) -> String {
     let mut out = String::new();
-    if let Some((i, rule)) = run.unmodelled {
-        let line = &run.steps[i].line;
+    if let Some((line, rule)) = run
+        .unmodelled
+        .and_then(|(i, rule)| Some((&run.step(i)?.line, rule)))
+    {
         let _ = writeln!(
             out,
             "# NOT MODELLED from line {}: the model does not say what `{}` does yet ({rule}); later lines were checked against their written results only",
@@ -456,7 +542,9 @@ pub fn describe(run: &Run) -> String {
             let _ = writeln!(out, "# SCRIPT ERROR at line {line_no}: {msg}");
         }
         Some(Stop::Divergence(d)) => {
-            let step = &run.steps[d.step];
+            let Some(step) = run.step(d.step) else {
+                return out;
+            };
             let what = match (d.model_disagrees, d.expectation_fails) {
                 (true, true) => "the kernel disagrees with the model and with the written result",
                 (true, false) => "the kernel disagrees with the model",

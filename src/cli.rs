@@ -387,6 +387,11 @@ pub struct Report {
     /// Lines for stderr.
     errs: Vec<String>,
     run: Option<Run>,
+    /// Where in `text` the run's transcript goes (it is written out only as it is printed: a long script's
+    /// transcript is never held whole).
+    transcript_at: Option<usize>,
+    /// The text that ran, when it is not the script's own (`--bless` checks the rewritten text).
+    source: Option<String>,
     /// Why it was skipped, or its error.
     reason: Option<String>,
     secs: f64,
@@ -402,19 +407,38 @@ impl Report {
             text: String::new(),
             errs: vec![format!("udsim: {reason}")],
             run: None,
+            transcript_at: None,
+            source: None,
             reason: Some(reason),
             secs: 0.0,
             blessed: None,
         }
     }
 
-    /// What `-q` prints for it: the transcript of a failure.
-    fn failure_text(&self) -> String {
-        match (&self.run, self.verdict) {
-            (Some(run), Verdict::Diverge) => format!("# == {}\n{}\n", self.name, transcript(run)),
-            (Some(run), Verdict::Error) => format!("# == {}\n{}", self.name, transcript(run)),
-            _ => String::new(),
+    /// Writes the transcript of its run (the lines as they ran, then how the run ended); `text` is the
+    /// script's text. Nothing if it did not run.
+    fn write_transcript(&self, text: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let Some(run) = &self.run else {
+            return Ok(());
+        };
+        if run.lean {
+            let text = self.source.as_deref().unwrap_or(text);
+            crate::check::write_lean_transcript(run, text, out)?;
+            out.write_all(describe(run).as_bytes())
+        } else {
+            out.write_all(transcript(run).as_bytes())
         }
+    }
+
+    /// The transcript of its run, if it ran.
+    fn transcript(&self, text: &str) -> Option<String> {
+        let mut v = Vec::new();
+        self.run.as_ref()?;
+        self.write_transcript(text, &mut v).ok()?;
+        Some(
+            String::from_utf8(v)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        )
     }
 }
 
@@ -478,14 +502,19 @@ fn evaluate(ck: &mut Checker, item: &Item, cx: &Ctx) -> Result<Report, CheckErro
     Ok(r)
 }
 
-/// Checks one script's text; `text` is what `--format text` has always printed for it.
+/// Checks one script's text; `text` is what `--format text` has always printed for it. Except with
+/// `--record`, the text is parsed twice, a line at a time (first to find any error before anything runs,
+/// then to run it), and the run is lean: a long script is checked in memory that does not grow with it.
 fn evaluate_text(ck: &mut Checker, name: &str, text: &str, cx: &Ctx) -> Result<Report, CheckError> {
     use std::fmt::Write as _;
-    let script = match parse(text) {
-        Ok(s) => s,
-        Err(e) => return Ok(Report::error(name, format!("{name}: {e}"))),
-    };
-    if script.lines.is_empty() {
+    let mut calls = 0usize;
+    for line in crate::script::lines(text) {
+        if let Err(e) = line {
+            return Ok(Report::error(name, format!("{name}: {e}")));
+        }
+        calls += 1;
+    }
+    if calls == 0 {
         return Ok(Report::error(
             name,
             format!("{name}: the script has no calls (only blank lines and comments)"),
@@ -497,6 +526,8 @@ fn evaluate_text(ck: &mut Checker, name: &str, text: &str, cx: &Ctx) -> Result<R
         text: String::new(),
         errs: Vec::new(),
         run: None,
+        transcript_at: None,
+        source: None,
         reason: None,
         secs: 0.0,
         blessed: None,
@@ -507,7 +538,28 @@ fn evaluate_text(ck: &mut Checker, name: &str, text: &str, cx: &Ctx) -> Result<R
         r.reason = Some(format!("the script requires {why}"));
         return Ok(r);
     }
-    let run = ck.run(&script, Options { record: cx.record })?;
+    let run = if cx.record {
+        let script = match parse(text) {
+            Ok(s) => s,
+            Err(e) => return Ok(Report::error(name, format!("{name}: {e}"))),
+        };
+        ck.run(
+            &script,
+            Options {
+                record: true,
+                lean: false,
+            },
+        )?
+    } else {
+        let lines = crate::script::lines(text).map_while(Result::ok);
+        ck.run_lines(
+            lines,
+            Options {
+                record: false,
+                lean: true,
+            },
+        )?
+    };
     let out = &mut r.text;
     if cx.record {
         if cx.record_header {
@@ -522,9 +574,10 @@ fn evaluate_text(ck: &mut Checker, name: &str, text: &str, cx: &Ctx) -> Result<R
         }
         out.push_str(&fmt_script(&recorded_script(&run)));
         out.push_str(&describe(&run));
-    } else if !cx.brief || !run.agrees() {
+    }
+    if !cx.record && (!cx.brief || !run.agrees()) {
         let _ = writeln!(out, "# == {name}");
-        out.push_str(&transcript(&run));
+        r.transcript_at = Some(out.len());
     }
     match &run.stop {
         None if run.unmodelled.is_some() => {
@@ -532,21 +585,21 @@ fn evaluate_text(ck: &mut Checker, name: &str, text: &str, cx: &Ctx) -> Result<R
             if !cx.record {
                 if cx.brief {
                     let _ = writeln!(out, "# == {name}");
-                    out.push_str(&transcript(&run));
+                    r.transcript_at = Some(out.len());
                 }
                 let _ = writeln!(
                     out,
                     "# partly modelled: {} lines agree with their written results\n",
-                    run.steps.len()
+                    run.lines
                 );
             }
         }
         None => {
             r.verdict = Verdict::Agree;
             if cx.brief && !cx.record {
-                let _ = writeln!(out, "# ok   {name} ({} lines)", run.steps.len());
+                let _ = writeln!(out, "# ok   {name} ({} lines)", run.lines);
             } else if !cx.record {
-                let _ = writeln!(out, "# ok: {} lines agree\n", run.steps.len());
+                let _ = writeln!(out, "# ok: {} lines agree\n", run.lines);
             }
         }
         Some(Stop::Divergence(_)) => {
@@ -590,7 +643,13 @@ fn bless_one(ck: &mut Checker, item: &Item, text: &str, cx: &Ctx) -> Result<Repo
     if crate::check::unmet(ck.params(), &crate::check::requirements(text)).is_some() {
         return not_blessed(evaluate_text(ck, name, text, &check)?);
     }
-    let rec = ck.run(&script, Options { record: true })?;
+    let rec = ck.run(
+        &script,
+        Options {
+            record: true,
+            lean: false,
+        },
+    )?;
     if matches!(rec.stop, Some(Stop::ScriptError { .. })) {
         return not_blessed(evaluate_text(ck, name, text, &check)?);
     }
@@ -615,6 +674,7 @@ fn bless_one(ck: &mut Checker, item: &Item, text: &str, cx: &Ctx) -> Result<Repo
         format!("udsim: blessed {name}: {n} line{s} rewritten with the kernel's results")
     };
     let mut r = evaluate_text(ck, name, &new, &check)?;
+    r.source = Some(new);
     r.errs.insert(0, note);
     r.blessed = Some(n);
     Ok(r)
@@ -646,24 +706,61 @@ impl Sink {
         !self.closed
     }
 
-    fn json(&mut self, v: &serde_json::Value) -> bool {
-        self.put(&report::line(v))
+    /// Writes `head`, the transcript of `r`'s run (`text`: the script's text) and `tail` to stdout, the
+    /// transcript a line at a time; false once stdout is closed.
+    fn stream(&mut self, head: &str, r: &Report, text: &str, tail: &str) -> bool {
+        if !self.closed {
+            let mut o = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+            let written = o
+                .write_all(head.as_bytes())
+                .and_then(|()| r.write_transcript(text, &mut o))
+                .and_then(|()| o.write_all(tail.as_bytes()))
+                .and_then(|()| o.flush());
+            self.closed = written.is_err();
+        }
+        !self.closed
     }
 
-    /// One script's report; false once stdout is closed.
-    fn script(&mut self, r: Report) -> bool {
+    /// One JSON line, serialised straight to stdout (a long transcript is not copied again).
+    fn json(&mut self, v: &serde_json::Value) -> bool {
+        if !self.closed {
+            let mut o = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+            let written = serde_json::to_writer(&mut o, v)
+                .map_err(std::io::Error::from)
+                .and_then(|()| o.write_all(b"\n"))
+                .and_then(|()| o.flush());
+            self.closed = written.is_err();
+        }
+        !self.closed
+    }
+
+    /// One script's report (`text`: the script's text); false once stdout is closed.
+    fn script(&mut self, r: Report, text: &str) -> bool {
         self.tally.count(r.verdict);
         let shown = !self.quiet || r.verdict.is_failure();
         match self.format {
-            Format::Text if self.quiet => {
-                let t = r.failure_text();
-                self.put(&t);
-            }
-            Format::Text => {
-                self.put(&r.text);
-            }
+            // `-q`: the transcript of a failure.
+            Format::Text if self.quiet => match r.verdict {
+                Verdict::Diverge if r.run.is_some() => {
+                    self.stream(&format!("# == {}\n", r.name), &r, text, "\n");
+                }
+                Verdict::Error if r.run.is_some() => {
+                    self.stream(&format!("# == {}\n", r.name), &r, text, "");
+                }
+                _ => {}
+            },
+            Format::Text => match r.transcript_at {
+                Some(at) => {
+                    let (head, tail) = r.text.split_at(at.min(r.text.len()));
+                    self.stream(head, &r, text, tail);
+                }
+                None => {
+                    self.put(&r.text);
+                }
+            },
             Format::Json if shown => {
-                self.json(&report::script_json(&r));
+                let t = r.transcript(text);
+                self.json(&report::script_json(&r, t));
             }
             Format::Json => {}
         }
@@ -672,7 +769,8 @@ impl Sink {
             let _ = writeln!(e, "{l}");
         }
         if let Some(cases) = &mut self.junit {
-            cases.push(report::case_of(&r));
+            let t = r.transcript(text);
+            cases.push(report::case_of(&r, t));
         }
         !self.closed
     }
@@ -823,7 +921,7 @@ pub fn check(args: CheckArgs) -> i32 {
         jobs.min(n),
         &|i| i < n,
         |ck, i| evaluate(ck, &items[i], &cx),
-        |_, r| sink.script(r),
+        |i, r| sink.script(r, items[i].text.as_deref().unwrap_or_default()),
     );
     let mut explored = None;
     let res = res.and_then(|_| {

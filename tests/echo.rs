@@ -53,7 +53,18 @@ struct Proc {
 
 impl Proc {
     fn spawn(cmd: &mut Command) -> Proc {
-        let child = cmd.spawn().expect("spawn udsim");
+        // A binary copied a moment ago (`client_without_permission_says_eacces`) can be "busy" while a
+        // child another test forked in between still holds the copy's write descriptor until it execs.
+        let mut tries = 0;
+        let child = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == ErrorKind::ExecutableFileBusy && tries < 100 => {
+                    tries += 1;
+                    thread::sleep(Duration::from_millis(10));
+                }
+                r => break r.expect("spawn udsim"),
+            }
+        };
         Proc {
             child,
             reaped: None,

@@ -110,7 +110,15 @@ fn the_contract_examples_through_the_checker_in_record_mode() {
             continue;
         }
         let script = parse(&text).expect("parses");
-        let run = ck.run(&script, Options { record: true }).expect("runs");
+        let run = ck
+            .run(
+                &script,
+                Options {
+                    record: true,
+                    lean: false,
+                },
+            )
+            .expect("runs");
         assert_eq!(
             run.steps.len(),
             script.lines.len(),

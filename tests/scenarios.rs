@@ -529,7 +529,13 @@ fn write_matrix_file(
     text.push_str(UNLINK);
     let script = parse(&text).unwrap_or_else(|e| panic!("{st}: {e}\n{text}"));
     let run = ck
-        .run(&script, Options { record: true })
+        .run(
+            &script,
+            Options {
+                record: true,
+                lean: false,
+            },
+        )
         .expect("kernel runs");
     let recorded = udsim::check::recorded_script(&run);
     // The recorded script keeps each line's number: put the section comments back.
@@ -612,4 +618,50 @@ fn write_matrix_file(
         "wrote {name}: {} calls, {sections} sections",
         recorded.lines.len()
     );
+}
+
+/// A lean run (what `udsim check` does with a file: the lines streamed in, no steps kept) prints the same
+/// transcript as a full run, for scripts mixing written results with bare calls (whose transcript lines
+/// come from the recorded results alone).
+#[test]
+fn lean_runs_print_the_transcripts_full_runs_print() {
+    use udsim::script::{fmt_call, fmt_line, lines};
+    let mut ck = Checker::new().expect("calibrates");
+    let mut compared = 0;
+    for (name, text) in library_texts().into_iter().step_by(3) {
+        let script = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Every other line bare (unless it names a descriptor): its transcript line is the call and the
+        // kernel's result.
+        let mixed: String = script
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let names_nothing = l.expect.as_ref().is_none_or(|e| e.names().is_empty());
+                if i % 2 == 1 && names_nothing {
+                    format!("{}\n", fmt_call(&l.call))
+                } else {
+                    format!("{}\n", fmt_line(l))
+                }
+            })
+            .collect();
+        let full = ck
+            .run(&parse(&mixed).expect("reparses"), Options::default())
+            .expect("runs");
+        let lean_opts = Options {
+            lean: true,
+            ..Options::default()
+        };
+        let lean = ck
+            .run_lines(lines(&mixed).map_while(Result::ok), lean_opts)
+            .expect("runs");
+        assert!(lean.steps.is_empty(), "{name}: a lean run keeps no steps");
+        assert_eq!(lean.lines, full.steps.len(), "{name}");
+        let mut t = Vec::new();
+        udsim::check::write_lean_transcript(&lean, &mixed, &mut t).expect("writes");
+        let lean_text = String::from_utf8(t).expect("utf-8") + &udsim::check::describe(&lean);
+        assert_eq!(lean_text, udsim::cli::transcript(&full), "{name}");
+        compared += 1;
+    }
+    assert!(compared > 100, "{compared} scenarios compared");
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 /// written result. `None` if the run did not diverge.
 pub fn divergence_json(run: &Run) -> Option<Value> {
     let d = run.divergence()?;
-    let step = &run.steps[d.step];
+    let step = run.step(d.step)?;
     let call = &step.line.call;
     let model = d.model.as_ref().filter(|m| m.is_modelled());
     let written = step.line.expect.as_ref().map(|e| {
@@ -47,7 +47,7 @@ pub fn divergence_json(run: &Run) -> Option<Value> {
 /// Where the model stopped covering a run (`NOT MODELLED from line N`).
 fn not_modelled_json(run: &Run) -> Option<Value> {
     let (i, rule) = run.unmodelled?;
-    let line = &run.steps[i].line;
+    let line = &run.step(i)?.line;
     Some(json!({
         "line": line.line_no,
         "call": fmt_call(&line.call),
@@ -55,15 +55,15 @@ fn not_modelled_json(run: &Run) -> Option<Value> {
     }))
 }
 
-/// One script's object.
-pub fn script_json(r: &Report) -> Value {
+/// One script's object (`transcript`: its run's transcript).
+pub fn script_json(r: &Report, transcript: Option<String>) -> Value {
     let mut o = Map::new();
     o.insert("type".into(), "script".into());
     o.insert("path".into(), r.name.clone().into());
     o.insert("verdict".into(), r.verdict.name().into());
     o.insert(
         "lines".into(),
-        r.run.as_ref().map_or(0, |run| run.steps.len()).into(),
+        r.run.as_ref().map_or(0, |run| run.lines).into(),
     );
     if let Some(run) = &r.run {
         o.insert("exact".into(), run.exact.into());
@@ -74,7 +74,7 @@ pub fn script_json(r: &Report) -> Value {
             o.insert("not_modelled".into(), n);
         }
         if r.verdict == Verdict::Diverge {
-            o.insert("transcript".into(), super::transcript(run).into());
+            o.insert("transcript".into(), transcript.unwrap_or_default().into());
         }
     }
     match r.verdict {
@@ -179,11 +179,11 @@ pub fn case_names(path: &str) -> (String, String) {
     (classname, file.to_string())
 }
 
-/// The `<testcase>` of a script's report.
-pub fn case_of(r: &Report) -> Case {
+/// The `<testcase>` of a script's report (`transcript`: its run's transcript).
+pub fn case_of(r: &Report, transcript: Option<String>) -> Case {
     let (classname, name) = case_names(&r.name);
-    let body = || match &r.run {
-        Some(run) => format!("# == {}\n{}", r.name, super::transcript(run)),
+    let body = || match &transcript {
+        Some(t) => format!("# == {}\n{t}", r.name),
         None => String::new(),
     };
     let outcome = match r.verdict {

@@ -15,7 +15,9 @@ pub use names::{
     MSG_CTRUNC, MSG_DONTWAIT, MSG_EOR, MSG_MORE, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC,
     MSG_WAITALL,
 };
-pub use parse::{is_auto_name, parse, stays_inside, ParseError, MAX_ADDR, MAX_DATA, MAX_READ};
+pub use parse::{
+    is_auto_name, lines, parse, stays_inside, Lines, ParseError, MAX_ADDR, MAX_DATA, MAX_READ,
+};
 pub use print::{
     fmt_addr_out, fmt_call, fmt_data, fmt_line, fmt_outcome, fmt_path, fmt_script, fmt_value,
 };

@@ -40,42 +40,91 @@ impl std::error::Error for ParseError {}
 /// Parses a whole script. Names are checked statically: a name used before any line could have created it
 /// is an error (automatic names `sN` are checked when the script runs, since they depend on outcomes).
 pub fn parse(text: &str) -> Result<Script, ParseError> {
-    let mut lines = Vec::new();
-    let mut known: std::collections::HashSet<String> = Default::default();
-    let mut total = 0usize;
-    for (i, raw) in text.split('\n').enumerate() {
-        let mut p = LineParser {
-            s: raw.as_bytes(),
-            pos: 0,
-            line: i + 1,
-        };
-        if let Some(line) = p.line()? {
-            total += data_len(&line);
-            if total > MAX_SCRIPT_DATA {
-                return Err(ParseError {
-                    line: i + 1,
+    Ok(Script {
+        lines: lines(text).collect::<Result<_, _>>()?,
+    })
+}
+
+/// The calls of a script's text one at a time, checked as [`parse`] checks them, so that a long script can
+/// be run without holding all its parsed lines (`udsim check` on a file). After the first error it yields
+/// nothing more.
+pub fn lines(text: &str) -> Lines<'_> {
+    Lines {
+        raw: text.split('\n'),
+        line_no: 0,
+        known: Default::default(),
+        total: 0,
+        failed: false,
+    }
+}
+
+/// The iterator [`lines`] returns.
+pub struct Lines<'a> {
+    raw: std::str::Split<'a, char>,
+    line_no: usize,
+    known: std::collections::HashSet<String>,
+    total: usize,
+    failed: bool,
+}
+
+impl Lines<'_> {
+    fn next_line(&mut self) -> Option<Result<Line, ParseError>> {
+        loop {
+            let raw = self.raw.next()?;
+            self.line_no += 1;
+            let i = self.line_no;
+            let mut p = LineParser {
+                s: raw.as_bytes(),
+                pos: 0,
+                line: i,
+            };
+            let line = match p.line() {
+                Ok(Some(line)) => line,
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            };
+            self.total += data_len(&line);
+            if self.total > MAX_SCRIPT_DATA {
+                return Some(Err(ParseError {
+                    line: i,
                     col: 1,
                     msg: format!(
                         "the script spells more than {MAX_SCRIPT_DATA} bytes of data in all"
                     ),
-                });
+                }));
             }
             for used in line.call.names() {
-                if !known.contains(used) && !is_auto_name(used) {
-                    return Err(ParseError {
-                        line: i + 1,
+                if !self.known.contains(used) && !is_auto_name(used) {
+                    return Some(Err(ParseError {
+                        line: i,
                         col: find_word(raw, used).map_or(1, |c| c + 1),
                         msg: format!("unknown socket name `{used}` (no earlier line creates it)"),
-                    });
+                    }));
                 }
             }
             if let Some(e) = &line.expect {
-                known.extend(e.names().iter().cloned());
+                for n in e.names() {
+                    if !self.known.contains(n) {
+                        self.known.insert(n.clone());
+                    }
+                }
             }
-            lines.push(line);
+            return Some(Ok(line));
         }
     }
-    Ok(Script { lines })
+}
+
+impl Iterator for Lines<'_> {
+    type Item = Result<Line, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let r = self.next_line();
+        self.failed = matches!(r, Some(Err(_)));
+        r
+    }
 }
 
 /// Column of `word` as a whole word in `line`.
