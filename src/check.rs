@@ -704,36 +704,64 @@ pub fn unmet(params: &Params, reqs: &[(String, String)]) -> Option<String> {
 /// prefix `0..n`.
 ///
 /// With one job everything runs on the calling thread with `main`, as before `--jobs` existed. With more,
-/// each thread makes its own `Checker` (the executor is bound to the thread that runs it: its fs context,
-/// network namespace, signal mask and credentials are per thread); all of them are made before any script
-/// runs, so that the descriptors the others hold do not change under a script's RLIMIT_NOFILE budget. On a
-/// checker error at case `i` the results before `i` are handed on and the error returned. Returns whether
-/// the run went to its end (`false`: `emit` stopped it).
+/// the calling thread is one of the jobs (with `main`) and `jobs - 1` threads each make their own `Checker`
+/// (the executor is bound to the thread that runs it: its fs context, network namespace, signal mask and
+/// credentials are per thread) in a descriptor table of their own (`kernel::private_fd_table`); all of them
+/// are made before any script runs. The calling thread hands results on between its own cases and waits for
+/// the others' only when nothing is left to claim, so a finished case wakes nobody (on a 2-CPU machine a
+/// third, waking thread preempted a checker at every case). On a checker error at case `i` the results
+/// before `i` are handed on and the error returned. Returns whether the run went to its end (`false`:
+/// `emit` stopped it).
 pub fn run_ordered<R, W, E>(
     main: &mut Checker,
     jobs: usize,
     claim: &(dyn Fn(usize) -> bool + Sync),
     work: W,
-    mut emit: E,
+    emit: E,
 ) -> Result<bool, CheckError>
 where
     R: Send,
     W: Fn(&mut Checker, usize) -> Result<R, CheckError> + Sync,
     E: FnMut(usize, R) -> bool,
 {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    let work = |ck: &mut Checker, _: &mut (), _: usize, i: usize| work(ck, i);
+    run_ordered_with(main, jobs, claim, work, emit).map(|(done, _)| done)
+}
+
+/// [`run_ordered`] with state of each thread's own: `work(checker, local, handed, i)` gets its thread's
+/// `local` and how many results had been handed on to `emit` when it started (results `0..handed` are in
+/// the run's prefix, whatever happens later), and the locals of every thread are returned at the end. What a
+/// thread accumulates there stays in its own memory: nothing it allocated is freed by another thread at
+/// every case (glibc's allocator locks the arena a block came from, and a checker waiting for that lock
+/// sleeps).
+pub fn run_ordered_with<L, R, W, E>(
+    main: &mut Checker,
+    jobs: usize,
+    claim: &(dyn Fn(usize) -> bool + Sync),
+    work: W,
+    mut emit: E,
+) -> Result<(bool, Vec<L>), CheckError>
+where
+    L: Default + Send,
+    R: Send,
+    W: Fn(&mut Checker, &mut L, usize, usize) -> Result<R, CheckError> + Sync,
+    E: FnMut(usize, R) -> bool,
+{
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{mpsc, Condvar, Mutex};
+    let mut mine = L::default();
     if jobs <= 1 {
         let mut i = 0;
         while claim(i) {
-            let r = work(main, i)?;
+            let r = work(main, &mut mine, i, i)?;
             if !emit(i, r) {
-                return Ok(false);
+                return Ok((false, vec![mine]));
             }
             i += 1;
         }
-        return Ok(true);
+        return Ok((true, vec![mine]));
     }
+    let handed = AtomicUsize::new(0);
     // The next index to claim, `None` once `claim` said no (or the run was stopped).
     let next = Mutex::new(Some(0usize));
     let take = || {
@@ -755,15 +783,18 @@ where
     let (tx, rx) = mpsc::channel::<(usize, Result<R, CheckError>)>();
     std::thread::scope(|s| {
         let mut started = 0;
-        for _ in 0..jobs {
+        let mut threads = Vec::new();
+        for _ in 1..jobs {
             let tx = tx.clone();
-            let (take, work, ready) = (&take, &work, &ready);
+            let (take, work, ready, handed) = (&take, &work, &ready, &handed);
             let (setup_failed, setup_error) = (&setup_failed, &setup_error);
             let spawned = std::thread::Builder::new()
                 .name("udsim-check".into())
                 // As much stack as the main thread has (deep scripts, the model's recursion).
                 .stack_size(8 << 20)
                 .spawn_scoped(s, move || {
+                    // A table of its own before anything is opened (see `private_fd_table`).
+                    crate::kernel::private_fd_table();
                     let ck = Checker::new();
                     if ck.is_err() {
                         setup_failed.store(true, Ordering::SeqCst);
@@ -777,24 +808,29 @@ where
                             g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
                         }
                     }
+                    let mut local = L::default();
                     let mut ck = match ck {
                         Ok(c) if !setup_failed.load(Ordering::SeqCst) => c,
-                        Ok(_) => return,
+                        Ok(_) => return local,
                         Err(e) => {
                             *setup_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-                            return;
+                            return local;
                         }
                     };
                     while let Some(i) = take() {
-                        let r = work(&mut ck, i);
+                        let r = work(&mut ck, &mut local, handed.load(Ordering::SeqCst), i);
                         let failed = r.is_err();
                         if tx.send((i, r)).is_err() || failed {
                             break;
                         }
                     }
+                    local
                 });
             match spawned {
-                Ok(_) => started += 1,
+                Ok(t) => {
+                    started += 1;
+                    threads.push(t);
+                }
                 Err(e) => {
                     setup_failed.store(true, Ordering::SeqCst);
                     *setup_error.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -807,36 +843,74 @@ where
         }
         {
             let (m, cv) = &ready;
-            m.lock().unwrap_or_else(|e| e.into_inner()).1 = Some(started);
+            let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+            g.1 = Some(started);
             cv.notify_all();
+            // This thread's checker exists already; it starts once the others have made theirs.
+            while g.0 < started {
+                g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
         }
         drop(tx);
         let mut pending = std::collections::BTreeMap::new();
         let mut want = 0usize;
-        let mut result = Ok(true);
-        'recv: for (i, r) in rx.iter() {
-            pending.insert(i, r);
+        // Whether this thread still claims cases (not after a setup failure or its own error).
+        let mut claiming = !setup_failed.load(Ordering::SeqCst);
+        let result = 'run: loop {
+            // Hand on, in order, what has arrived.
             while let Some(r) = pending.remove(&want) {
                 match r {
                     Ok(v) => {
                         if !emit(want, v) {
                             stop();
-                            result = Ok(false);
-                            break 'recv;
+                            break 'run Ok(false);
                         }
                     }
                     Err(e) => {
                         stop();
-                        result = Err(e);
-                        break 'recv;
+                        break 'run Err(e);
                     }
                 }
                 want += 1;
+                handed.store(want, Ordering::SeqCst);
             }
-        }
+            let own = if claiming { take() } else { None };
+            if let Some(i) = own {
+                let r = work(main, &mut mine, want, i);
+                if r.is_err() {
+                    // Later cases are not started; earlier ones still arrive and are handed on first.
+                    stop();
+                    claiming = false;
+                }
+                pending.insert(i, r);
+                while let Ok((i, r)) = rx.try_recv() {
+                    pending.insert(i, r);
+                }
+                continue;
+            }
+            claiming = false;
+            // Nothing left to claim: wait for the others (the channel ends when they have all stopped).
+            match rx.recv() {
+                Ok((i, r)) => {
+                    pending.insert(i, r);
+                }
+                // The others have all stopped. Every claimed case sends its result, so nothing is missing
+                // here; were something missing, what sorts first ends the run rather than a hang.
+                Err(_) => {
+                    break match pending.pop_first() {
+                        None => Ok(true),
+                        Some((_, Err(e))) => Err(e),
+                        Some(_) => Ok(false),
+                    }
+                }
+            }
+        };
         // Threads still running see the stop at their next claim; their sends fail once `rx` is gone.
         drop(rx);
-        result
+        let mut locals = vec![mine];
+        // A thread that panicked has no local to give (the scope then re-raises its panic).
+        locals.extend(threads.into_iter().filter_map(|t| t.join().ok()));
+        result.map(|done| (done, locals))
     })
     .and_then(
         |done| match setup_error.into_inner().unwrap_or_else(|e| e.into_inner()) {

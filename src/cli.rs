@@ -8,7 +8,7 @@ use crate::check::{
     Stop,
 };
 use crate::explore::{explore_plan, Plan, Stats};
-use crate::script::{fmt_script, parse, Script};
+use crate::script::{fmt_script, parse};
 use clap::{Args, ValueEnum};
 use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
@@ -138,8 +138,8 @@ pub struct CheckArgs {
     /// select; check nothing.
     #[arg(long, conflicts_with_all = ["record", "bless", "junit", "explore_cases", "seed", "verbose", "quiet", "jobs"])]
     pub list: bool,
-    /// Scripts checked at once, each thread with its own executor (default: the number of CPUs; fewer where
-    /// RLIMIT_NOFILE is under 1024 per job, one where scripts cannot have network namespaces of their own).
+    /// Scripts checked at once, each thread with its own executor and descriptor table (default: the number
+    /// of CPUs; one where scripts cannot have network namespaces or descriptor tables of their own).
     /// Output, verdicts and statistics are the same whatever N.
     #[arg(long, short, value_name = "N", value_parser = parse_jobs)]
     pub jobs: Option<usize>,
@@ -777,38 +777,26 @@ impl Sink {
 }
 
 /// How many threads check scripts: `asked`, or the number of CPUs, at most `work`, and only as many as can
-/// run at once without changing a result: scripts running at once share the process's descriptor table
-/// (RLIMIT_NOFILE, which EMFILE predictions depend on: 1024 descriptors per job) and, where the process
-/// cannot make network namespaces, the host's abstract names.
+/// run at once without changing a result: each thread beside the calling one needs a descriptor table of its
+/// own (see `kernel::private_fd_table`; it also gives each its own RLIMIT_NOFILE budget) and, where the
+/// process cannot make network namespaces, scripts would share the host's abstract names.
 fn resolve_jobs(asked: Option<usize>, work: usize) -> usize {
-    const FDS_PER_JOB: u64 = 1024;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let want = asked.unwrap_or(cpus).min(work.max(1));
     if want <= 1 {
         return 1;
     }
-    if !crate::kernel::thread_isolated() {
-        if asked.is_some() {
-            eprintln!(
-                "udsim: running one script at a time, not {want}: scripts here share the host's network namespace, so their abstract names would collide"
-            );
-        }
-        return 1;
+    let why = if !crate::kernel::thread_isolated() {
+        "scripts here share the host's network namespace, so their abstract names would collide"
+    } else if !crate::kernel::private_fd_tables_work() {
+        "this kernel gives threads no descriptor tables of their own (close_range with CLOSE_RANGE_UNSHARE), so scripts would see each other's descriptors"
+    } else {
+        return want;
+    };
+    if asked.is_some() {
+        eprintln!("udsim: running one script at a time, not {want}: {why}");
     }
-    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map_or(u64::MAX, |(s, _)| s);
-    let cap = usize::try_from(soft / FDS_PER_JOB)
-        .unwrap_or(usize::MAX)
-        .max(1);
-    if want > cap {
-        if asked.is_some() {
-            eprintln!(
-                "udsim: running {cap} scripts at a time, not {want}: RLIMIT_NOFILE is {soft}, and scripts running at once share the process's descriptors ({FDS_PER_JOB} per job)"
-            );
-        }
-        return cap;
-    }
-    want
+    1
 }
 
 /// `udsim check --list`.
@@ -1077,7 +1065,7 @@ fn explore_after(
         Some(f) => {
             sink.tally.agree += stats.cases - 1;
             sink.tally.diverge += 1;
-            let fr = report_found(ck, seed, &f.script, f.case, None)?;
+            let fr = report_found(ck, seed, &f, None)?;
             let human = fr.human();
             if sink.text() {
                 sink.put(&human);
@@ -1127,14 +1115,28 @@ struct FoundReport {
     /// The minimal script's text as written.
     script: String,
     run: Run,
+    /// Whether the script diverged again when it ran alone (if not, `run` is the exploration's own run).
+    reproduced: bool,
 }
+
+/// Said when a divergence does not happen again with the script run alone.
+const NOT_REPRODUCED: &str = "# NOT REPRODUCED: run again alone, the script agreed; the divergence depends on what ran before or beside it in the exploration, or on timing. The exploration's own run:";
 
 impl FoundReport {
     /// What the text output prints for it.
     fn human(&self) -> String {
         let mut s = String::new();
         if let Some(p) = &self.file {
-            s.push_str(&format!("minimal script written to {}\n", p.display()));
+            let what = if self.reproduced {
+                "minimal script"
+            } else {
+                "script"
+            };
+            s.push_str(&format!("{what} written to {}\n", p.display()));
+        }
+        if !self.reproduced {
+            s.push_str(NOT_REPRODUCED);
+            s.push('\n');
         }
         s.push_str(&transcript(&self.run));
         s.push('\n');
@@ -1147,6 +1149,7 @@ impl FoundReport {
             "case": self.case,
             "file": self.file.as_ref().map(|p| p.display().to_string()),
             "script": self.script,
+            "reproduced": self.reproduced,
             "divergence": report::divergence_json(&self.run),
             "transcript": transcript(&self.run),
         })
@@ -1157,19 +1160,34 @@ impl FoundReport {
 fn report_found(
     ck: &mut Checker,
     seed: u64,
-    script: &Script,
-    case: usize,
+    found: &crate::explore::Found,
     out: Option<&Path>,
 ) -> Result<FoundReport, CheckError> {
+    let (script, case) = (&found.script, found.case);
     eprintln!("divergence in case {case} (seed {seed}); shrinking…");
     let min = crate::shrink::shrink(ck, script)?.unwrap_or_else(|| script.clone());
-    let run = ck.run(&min, Options::default())?;
+    let again = ck.run(&min, Options::default())?;
+    let reproduced = again.model_diverged();
     let default = PathBuf::from(format!("udsim-divergence-{seed}-{case}.uds"));
     let path = out.unwrap_or(&default);
-    let text = format!(
-        "# minimal script: model and kernel disagree (udsim explore --seed {seed}, case {case})\n{}",
-        fmt_script(&min)
-    );
+    let (text, run) = if reproduced {
+        let text = format!(
+            "# minimal script: model and kernel disagree (udsim explore --seed {seed}, case {case})\n{}",
+            fmt_script(&min)
+        );
+        (text, again)
+    } else {
+        // The evidence is the exploration's run: its transcript, kept as comments after the script.
+        let shown: String = transcript(&found.run)
+            .lines()
+            .map(|l| format!("# {l}\n"))
+            .collect();
+        let text = format!(
+            "# script: model and kernel disagreed in the exploration (udsim explore --seed {seed}, case {case})\n{}{NOT_REPRODUCED}\n{shown}",
+            fmt_script(script)
+        );
+        (text, found.run.clone())
+    };
     let file = match std::fs::write(path, &text) {
         Ok(()) => Some(path.to_path_buf()),
         Err(e) => {
@@ -1183,6 +1201,7 @@ fn report_found(
         file,
         script: text,
         run,
+        reproduced,
     })
 }
 
@@ -1326,7 +1345,7 @@ pub fn explore_cmd(args: ExploreArgs) -> i32 {
             if tty && args.duration.is_none() {
                 eprintln!();
             }
-            match report_found(&mut ck, seed, &f.script, f.case, args.out.as_deref()) {
+            match report_found(&mut ck, seed, &f, args.out.as_deref()) {
                 Ok(fr) => {
                     if json {
                         eprint!("{}", fr.human());

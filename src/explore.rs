@@ -217,6 +217,27 @@ pub struct Plan {
     pub mix: Mix,
 }
 
+/// One thread's statistics during an exploration: the total of its cases known to count, and those not yet.
+#[derive(Default)]
+struct CaseStats {
+    total: Stats,
+    pending: Vec<(usize, Stats)>,
+}
+
+impl CaseStats {
+    /// Adds the pending cases before `prefix` to the total; those after it are dropped once the run is over
+    /// (`fold` with the final count).
+    fn fold(&mut self, prefix: usize) {
+        let total = &mut self.total;
+        self.pending.retain(|(i, st)| {
+            if *i < prefix {
+                total.merge(st);
+            }
+            *i >= prefix
+        });
+    }
+}
+
 /// Explores as `plan` says; `progress` is called after each case with the number done. Stops at the first
 /// model divergence. Case `i`'s script depends only on `(seed, i)` (`case_script`), and the cases counted
 /// are always `0..n` whatever the number of jobs: a divergence at case `i` counts exactly the cases before
@@ -233,28 +254,37 @@ pub fn explore_plan(
         plan.cases.is_none_or(|n| i < n) && plan.until.is_none_or(|t| std::time::Instant::now() < t)
     };
     let mut found = None;
-    crate::check::run_ordered(
+    let mut handed = 0;
+    // Each thread sums the statistics of its own cases (so no thread frees what another allocated at every
+    // case); a case's are added to the thread's total once the case is known to be in the run's prefix
+    // (handed on), and the rest are kept apart until the run's end says which of them count.
+    let (_, locals) = crate::check::run_ordered_with(
         ck,
         plan.jobs,
         &claim,
-        |ck, i| {
+        |ck, local: &mut CaseStats, prefix, i| {
             let script = case_script(params, plan.seed, i, plan.max_ops, plan.mix);
             let run = ck.run(&script, Options::default())?;
             let mut st = Stats::default();
             st.add(params, &run);
-            let f = run.model_diverged().then_some(Found {
+            local.pending.push((i, st));
+            local.fold(prefix);
+            Ok(run.model_diverged().then_some(Found {
                 case: i,
                 script,
                 run,
-            });
-            Ok((st, f))
+            }))
         },
-        |i, (st, f): (Stats, Option<Found>)| {
-            stats.merge(&st);
+        |i, f: Option<Found>| {
+            handed = i + 1;
             progress(i + 1);
             found = f;
             found.is_none()
         },
     )?;
+    for mut l in locals {
+        l.fold(handed);
+        stats.merge(&l.total);
+    }
     Ok(found)
 }

@@ -568,3 +568,34 @@ fn two_executors_on_one_thread_have_their_own_abstract_names() {
         .expect("runs");
     assert_eq!(acc2.value, Value::Err(Errno(libc::EAGAIN)));
 }
+
+/// What `reset` asks before it pays for a fresh network namespace: whether a socket still holds an abstract
+/// name here. A bound name shows; once its socket is closed (nothing in flight) it is gone, so a script that
+/// sent descriptors but left no name behind keeps the namespace.
+#[test]
+fn a_held_abstract_name_is_seen_and_a_released_one_is_not() {
+    let mut k = Kernel::new().expect("executor");
+    if !k.isolated() {
+        eprintln!("the executor is not isolated here: other processes' abstract names are visible");
+        return;
+    }
+    assert!(
+        !k.abstract_names_in_use(),
+        "a fresh namespace holds no names"
+    );
+    let steps = run_kernel(
+        &mut k,
+        "socket(DGRAM) -> a\nbind(a, @\"udsim-held\") -> 0\nsocketpair(STREAM) -> b, c\n\
+         sendmsg(b, \"x\", rights=[c]) -> 1\n",
+    );
+    assert!(mismatches(&steps).is_empty(), "{:?}", mismatches(&steps));
+    assert!(k.abstract_names_in_use(), "the bound name shows");
+    k.reset().expect("reset");
+    assert!(!k.abstract_names_in_use(), "closed, the name is released");
+    // The next script binds the same name.
+    let steps = run_kernel(
+        &mut k,
+        "socket(DGRAM) -> a\nbind(a, @\"udsim-held\") -> 0\n",
+    );
+    assert!(mismatches(&steps).is_empty(), "{:?}", mismatches(&steps));
+}

@@ -175,6 +175,22 @@ pub fn new_netns() -> Result<Option<Netns>, KernelError> {
     })
 }
 
+/// Whether a socket in the calling thread's network namespace still holds an abstract name (`/proc/thread-self/
+/// net/unix` lists them with `@`). True if the table cannot be read, so a caller that makes a fresh namespace
+/// on true errs on the safe side.
+pub fn abstract_names_in_use() -> bool {
+    let Ok(table) = std::fs::read("/proc/thread-self/net/unix") else {
+        return true;
+    };
+    // Columns: Num RefCount Protocol Flags Type St Inode [Path]; an abstract name's path starts with '@'.
+    table.split(|&b| b == b'\n').skip(1).any(|l| {
+        l.split(|&b| b == b' ')
+            .filter(|f| !f.is_empty())
+            .nth(7)
+            .is_some_and(|p| p.first() == Some(&b'@'))
+    })
+}
+
 /// Makes sure the calling thread is in `ns` (a thread-local comparison unless it has to switch).
 pub fn enter_netns(ns: &Netns) -> Result<(), KernelError> {
     with(|t| {
