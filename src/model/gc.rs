@@ -152,6 +152,14 @@ impl Model {
     /// One call on every state the kernel may be in (see the module comment): the collector may run before the
     /// call in each state that holds garbage.
     pub(super) fn step_states(&mut self, call: &Call) -> Prediction {
+        // One state with nothing the collector could do (no other state, no release pending, no garbage):
+        // what the loop below does with it, without copying the model twice and comparing the copies.
+        if self.alts.is_empty() && self.doomed.is_empty() && self.garbage().is_empty() {
+            self.split.clear();
+            return self
+                .step_one(call)
+                .unwrap_or_else(|_| Prediction::unmodelled("not_modelled_yet"));
+        }
         let mut states = self.take_states();
         // The kernel may have done any number of its pending steps before this call, in every state.
         let mut i = 0;
