@@ -26,6 +26,10 @@ impl Model {
     /// sockets with more references than copies in flight; a socket's queue, and a listener's embryos' queues,
     /// reach the sockets in flight in them).
     pub(super) fn garbage(&self) -> Vec<SockId> {
+        // Most states have nothing in flight: say so without allocating.
+        if !self.socks.iter().any(|s| s.rx.iter().any(|k| !k.fds.is_empty())) {
+            return Vec::new();
+        }
         let mut inflight = vec![0usize; self.socks.len()];
         let mut any = false;
         for s in &self.socks {
@@ -183,7 +187,8 @@ impl Model {
             let p = s
                 .step_one(call)
                 .unwrap_or_else(|_| Prediction::unmodelled("not_modelled_yet"));
-            if !stepped.iter().any(|(m, q)| *m == s && *q == p) {
+            // (The predictions first: they are cheaper to compare than the states.)
+            if !stepped.iter().any(|(m, q)| *q == p && *m == s) {
                 stepped.push((s, p));
             }
         }
