@@ -27,7 +27,11 @@ impl Model {
     /// reach the sockets in flight in them).
     pub(super) fn garbage(&self) -> Vec<SockId> {
         // Most states have nothing in flight: say so without allocating.
-        if !self.socks.iter().any(|s| s.rx.iter().any(|k| !k.fds.is_empty())) {
+        if !self
+            .socks
+            .iter()
+            .any(|s| s.rx.iter().any(|k| !k.fds.is_empty()))
+        {
             return Vec::new();
         }
         let mut inflight = vec![0usize; self.socks.len()];

@@ -192,7 +192,6 @@ pub const BLOCKING_TIMEOUT_MS: u64 = 100;
 /// The model's whole world for one script.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
-    params: Params,
     socks: Vec<Sock>,
     names: names::Names,
     fs: Namespace,
@@ -217,6 +216,7 @@ pub struct Model {
     deferring: bool,
     /// Some call sent descriptors: from here a step looks for garbage the collector may free (see `gc`).
     rights_sent: bool,
+    params: Params,
     /// The other states the kernel may be in, each with an in-flight cycle collected at an earlier moment
     /// (see `gc`); empty unless garbage exists.
     alts: Vec<Model>,

@@ -43,6 +43,7 @@ impl Addr {
     }
 }
 
+/// (The queues come last: comparing two states, the derived `==` meets the cheap fields first.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sock {
     /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET` (RAW was made DGRAM at creation).
@@ -50,8 +51,6 @@ pub struct Sock {
     pub state: State,
     /// `sk_max_ack_backlog`: a listener's backlog; for a datagram socket, max_dgram_qlen.
     pub backlog: u32,
-    /// Embryos waiting for accept (a listener's receive queue).
-    pub pending: VecDeque<SockId>,
     pub addr: Option<Addr>,
     /// `unix_peer(sk)`: kept after the peer is released (only the released socket forgets its peer).
     pub peer: Option<SockId>,
@@ -61,8 +60,6 @@ pub struct Sock {
     pub shut_wr: bool,
     /// `sk_err`: reported once, shown by poll as ERR.
     pub err: Option<Errno>,
-    /// Received bytes, as the skbs they arrived in (a datagram or record is one skb).
-    pub rx: VecDeque<Skb>,
     /// `sk_wmem_alloc`: truesize of this socket's skbs still queued at their receivers.
     pub wmem: usize,
     /// Released (its last fd closed, or an embryo whose listener closed).
@@ -90,6 +87,10 @@ pub struct Sock {
     pub inq: usize,
     /// An embryo still in its listener's queue (it has no socket yet: senders attach credentials).
     pub embryo: bool,
+    /// Embryos waiting for accept (a listener's receive queue).
+    pub pending: VecDeque<SockId>,
+    /// Received bytes, as the skbs they arrived in (a datagram or record is one skb).
+    pub rx: VecDeque<Skb>,
 }
 
 impl Sock {

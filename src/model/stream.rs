@@ -9,11 +9,9 @@ use crate::script::{
 };
 use crate::script::{Creds, Payload, MSG_CTRUNC};
 
-/// One sk_buff in a receive queue.
+/// One sk_buff in a receive queue. (The payload comes last: `==` compares the cheap fields first.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skb {
-    /// The send's payload, shared with the call (never copied); this skb's bytes are `data[start..end]`.
-    data: Payload,
     start: usize,
     end: usize,
     /// Bytes already read from the front.
@@ -29,6 +27,8 @@ pub struct Skb {
     pub fds: Vec<SockId>,
     /// The credentials recorded with it (`UNIXCB(skb).pid/uid/gid`), if any.
     pub creds: Option<Creds>,
+    /// The send's payload, shared with the call (never copied); this skb's bytes are `data[start..end]`.
+    data: Payload,
 }
 
 impl Skb {
