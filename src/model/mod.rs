@@ -1031,6 +1031,71 @@ mod outcomes_tests {
         assert!(!none.allows(&o(1)) && !none.is_modelled() && !none.is_exact());
     }
 
+    /// Steps each line of `text` on `m`, naming what a line creates as its written result does; returns each
+    /// line's first allowed outcome and rule.
+    fn walk(m: &mut Model, text: &str) -> Vec<(Outcome, &'static str)> {
+        let script = crate::script::parse(text).expect("parses");
+        let mut out = Vec::new();
+        for l in &script.lines {
+            let p = m.step(&l.call).expect("known names");
+            let names: Vec<String> = l.expect.as_ref().map_or(Vec::new(), |e| e.names().to_vec());
+            m.name_new(&names);
+            out.push((p.allowed[0].clone(), p.rule));
+        }
+        out
+    }
+
+    /// rule `emfile_past_rlimit_nofile`, in the model alone (scripts cannot set RLIMIT_NOFILE, so the scenario
+    /// library never shows it): a pair needs two free descriptors, a socket one; closing frees one.
+    #[test]
+    fn calls_past_the_descriptor_budget_are_emfile() {
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        m.set_fd_budget(Some(3));
+        let r = walk(
+            &mut m,
+            "socketpair(STREAM) -> a, b\nsocketpair(STREAM) -> c, d\nsocket(STREAM) -> e\n\
+             socket(STREAM) -> f\nclose(a) -> 0\nsocket(STREAM) -> g\n",
+        );
+        let emfile = Outcome::of(Value::Err(Errno::EMFILE));
+        let kinds: Vec<bool> = r.iter().map(|(o, _)| *o == emfile).collect();
+        assert_eq!(kinds, [false, true, false, true, false, false], "{r:?}");
+        assert_eq!(r[1].1, "emfile_past_rlimit_nofile");
+        // Unlimited (no budget known): never EMFILE.
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        let r = walk(
+            &mut m,
+            "socketpair(STREAM) -> a, b\nsocketpair(STREAM) -> c, d\n",
+        );
+        assert!(r.iter().all(|(o, _)| *o != emfile), "{r:?}");
+    }
+
+    /// rule `rights_past_nofile_in_flight_is_etoomanyrefs`, in the model alone: a sender that is not root may
+    /// not put descriptors in flight once more than its RLIMIT_NOFILE already are; root may; a send without
+    /// rights is never refused.
+    #[test]
+    fn rights_past_nofile_in_flight_are_etoomanyrefs_unless_root() {
+        let sends = "socketpair(DGRAM) -> a, b\nsetcred(1000, 1000) -> 0\n\
+                     sendmsg(a, \"x\", rights=[a]) -> 1\nsendmsg(a, \"x\", rights=[a]) -> 1\n\
+                     sendmsg(a, \"x\", rights=[a]) -> 1\nsendmsg(a, \"x\") -> 1\n";
+        let refused = Outcome::of(Value::Err(Errno::ETOOMANYREFS));
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        m.set_nofile(Some(1));
+        let r = walk(&mut m, sends);
+        let kinds: Vec<bool> = r.iter().map(|(o, _)| *o == refused).collect();
+        // In flight before each send: 0, 1, 2 — the third has more than one in flight already.
+        assert_eq!(kinds, [false, false, false, false, true, false], "{r:?}");
+        assert_eq!(r[4].1, "rights_past_nofile_in_flight_is_etoomanyrefs");
+        // Exactly at the limit is allowed: with RLIMIT_NOFILE 2 none is refused.
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        m.set_nofile(Some(2));
+        assert!(walk(&mut m, sends).iter().all(|(o, _)| *o != refused));
+        // Root is not limited.
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        m.set_nofile(Some(1));
+        let root = sends.replace("setcred(1000, 1000) -> 0\n", "");
+        assert!(walk(&mut m, &root).iter().all(|(o, _)| *o != refused));
+    }
+
     #[test]
     fn an_unknown_name_is_an_error_naming_it() {
         let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
