@@ -1096,6 +1096,17 @@ mod outcomes_tests {
         assert!(walk(&mut m, &root).iter().all(|(o, _)| *o != refused));
     }
 
+    /// `reset` forgets every name and file: a name from before is unknown, a path can be bound again.
+    #[test]
+    fn reset_forgets_names_and_files() {
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        walk(&mut m, "socket(STREAM) -> a\nbind(a, \"x.sock\") -> 0\n");
+        m.reset();
+        assert!(m.step(&crate::script::Call::Close("a".into())).is_err());
+        let r = walk(&mut m, "socket(STREAM) -> b\nbind(b, \"x.sock\") -> 0\n");
+        assert_eq!(r[1].0, Outcome::OK, "{r:?}");
+    }
+
     #[test]
     fn an_unknown_name_is_an_error_naming_it() {
         let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
