@@ -113,6 +113,16 @@ pub struct Options {
     pub lean: bool,
 }
 
+impl Options {
+    /// Recording: the kernel keeps running after a divergence, every step kept (`--record`, `--bless`).
+    pub fn recording() -> Options {
+        Options {
+            record: true,
+            lean: false,
+        }
+    }
+}
+
 /// Errors that stop the checker itself.
 #[derive(Debug)]
 pub enum CheckError {

@@ -543,13 +543,7 @@ fn evaluate_text(ck: &mut Checker, name: &str, text: &str, cx: &Ctx) -> Result<R
             Ok(s) => s,
             Err(e) => return Ok(Report::error(name, format!("{name}: {e}"))),
         };
-        ck.run(
-            &script,
-            Options {
-                record: true,
-                lean: false,
-            },
-        )?
+        ck.run(&script, Options::recording())?
     } else {
         let lines = crate::script::lines(text).map_while(Result::ok);
         ck.run_lines(
@@ -643,13 +637,7 @@ fn bless_one(ck: &mut Checker, item: &Item, text: &str, cx: &Ctx) -> Result<Repo
     if crate::check::unmet(ck.params(), &crate::check::requirements(text)).is_some() {
         return not_blessed(evaluate_text(ck, name, text, &check)?);
     }
-    let rec = ck.run(
-        &script,
-        Options {
-            record: true,
-            lean: false,
-        },
-    )?;
+    let rec = ck.run(&script, Options::recording())?;
     if matches!(rec.stop, Some(Stop::ScriptError { .. })) {
         return not_blessed(evaluate_text(ck, name, text, &check)?);
     }

@@ -41,6 +41,17 @@ fn run_kernel(k: &mut Kernel, text: &str) -> Vec<Step> {
     steps
 }
 
+/// An executor with a network namespace of its own, or `None` (said on stderr) where there is none and
+/// abstract names are shared with the host.
+fn isolated_kernel() -> Option<Kernel> {
+    let k = Kernel::new().expect("executor");
+    if !k.isolated() {
+        eprintln!("the executor is not isolated here: abstract names are shared with the host");
+        return None;
+    }
+    Some(k)
+}
+
 /// The lines whose written result the kernel's outcome does not satisfy, as recorded lines.
 fn mismatches(steps: &[Step]) -> Vec<String> {
     steps
@@ -110,15 +121,7 @@ fn the_contract_examples_through_the_checker_in_record_mode() {
             continue;
         }
         let script = parse(&text).expect("parses");
-        let run = ck
-            .run(
-                &script,
-                Options {
-                    record: true,
-                    lean: false,
-                },
-            )
-            .expect("runs");
+        let run = ck.run(&script, Options::recording()).expect("runs");
         assert_eq!(
             run.steps.len(),
             script.lines.len(),
@@ -517,11 +520,9 @@ fn a_zero_timeout_on_a_blocking_socket_is_refused_not_waited_for() {
 
 #[test]
 fn an_abstract_name_held_in_flight_by_a_cycle_does_not_reach_the_next_script() {
-    let mut k = Kernel::new().expect("executor");
-    if !k.isolated() {
-        eprintln!("the executor is not isolated here: abstract names are shared");
+    let Some(mut k) = isolated_kernel() else {
         return;
-    }
+    };
     // b travels in its own receive queue with s: after every name is closed only the garbage collector frees
     // them (asynchronously), and s still holds @"cyc".
     let steps = run_kernel(
@@ -574,11 +575,9 @@ fn two_executors_on_one_thread_have_their_own_abstract_names() {
 /// sent descriptors but left no name behind keeps the namespace.
 #[test]
 fn a_held_abstract_name_is_seen_and_a_released_one_is_not() {
-    let mut k = Kernel::new().expect("executor");
-    if !k.isolated() {
-        eprintln!("the executor is not isolated here: other processes' abstract names are visible");
+    let Some(mut k) = isolated_kernel() else {
         return;
-    }
+    };
     assert!(
         !k.abstract_names_in_use(),
         "a fresh namespace holds no names"

@@ -528,15 +528,7 @@ fn write_matrix_file(
 ) {
     text.push_str(UNLINK);
     let script = parse(&text).unwrap_or_else(|e| panic!("{st}: {e}\n{text}"));
-    let run = ck
-        .run(
-            &script,
-            Options {
-                record: true,
-                lean: false,
-            },
-        )
-        .expect("kernel runs");
+    let run = ck.run(&script, Options::recording()).expect("kernel runs");
     let recorded = udsim::check::recorded_script(&run);
     // The recorded script keeps each line's number: put the section comments back.
     let comments: Vec<(usize, &str)> = text
