@@ -1107,6 +1107,19 @@ mod outcomes_tests {
         assert_eq!(r[1].0, Outcome::OK, "{r:?}");
     }
 
+    /// The arena keeps released sockets (their indices stay valid for tools that walk it).
+    #[test]
+    fn the_arena_counts_every_socket_made_released_ones_included() {
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        assert_eq!(m.sock_count(), 0);
+        walk(
+            &mut m,
+            "socketpair(STREAM) -> a, b\nsocket(DGRAM) -> c\nclose(c) -> 0\n",
+        );
+        assert_eq!(m.sock_count(), 3);
+        assert!(m.sock(2).released);
+    }
+
     #[test]
     fn an_unknown_name_is_an_error_naming_it() {
         let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
