@@ -434,8 +434,7 @@ pub fn run_with(
                 .is_some_and(|e| e.admits(&step.kernel))
             {
                 // Only the result: the call is re-read from the text when the transcript is written.
-                let result = fmt_outcome(&step.line.call, &step.kernel, &step.created);
-                run.recorded.push_str(&result);
+                run.recorded.push_str(&recorded_result(&step));
                 run.recorded.push('\n');
                 run.recorded_at.push(u32::try_from(idx).unwrap_or(u32::MAX));
             }
@@ -463,8 +462,12 @@ pub fn transcript_line(step: &Step) -> String {
 
 /// A line with the kernel's outcome written in (a valid script line).
 pub fn recorded_line(step: &Step) -> String {
-    let result = fmt_outcome(&step.line.call, &step.kernel, &step.created);
-    format!("{} -> {}", fmt_call(&step.line.call), result)
+    format!("{} -> {}", fmt_call(&step.line.call), recorded_result(step))
+}
+
+/// The kernel's outcome of a step as a recorded line writes it after `->`.
+fn recorded_result(step: &Step) -> String {
+    fmt_outcome(&step.line.call, &step.kernel, &step.created)
 }
 
 /// Writes a lean run's transcript lines (as [`transcript_line`] prints them) from the text it ran: the
