@@ -34,23 +34,29 @@ impl Model {
         {
             return Vec::new();
         }
-        let mut inflight = vec![0usize; self.socks.len()];
-        let mut any = false;
+        let n = self.socks.len();
+        // Per socket, its copies in flight (on the stack for the usual few sockets).
+        let (mut small, mut big) = ([0usize; 64], Vec::new());
+        let inflight: &mut [usize] = if n <= small.len() {
+            &mut small[..n]
+        } else {
+            big.resize(n, 0);
+            &mut big
+        };
         for s in &self.socks {
             for k in &s.rx {
                 for &f in &k.fds {
                     inflight[f] += 1;
-                    any = true;
                 }
             }
         }
-        if !any {
+        let root = |i: usize| !self.socks[i].released && self.socks[i].refs > inflight[i];
+        // Usually every socket in flight is also held by a descriptor, so is a root itself: no garbage.
+        if (0..n).all(|i| inflight[i] == 0 || self.socks[i].released || root(i)) {
             return Vec::new();
         }
-        let mut reached = vec![false; self.socks.len()];
-        let mut stack: Vec<SockId> = (0..self.socks.len())
-            .filter(|&i| !self.socks[i].released && self.socks[i].refs > inflight[i])
-            .collect();
+        let mut reached = vec![false; n];
+        let mut stack: Vec<SockId> = (0..n).filter(|&i| root(i)).collect();
         while let Some(i) = stack.pop() {
             if std::mem::replace(&mut reached[i], true) {
                 continue;
@@ -62,7 +68,7 @@ impl Model {
                 stack.extend(k.fds.iter().copied());
             }
         }
-        (0..self.socks.len())
+        (0..n)
             .filter(|&i| !self.socks[i].released && inflight[i] > 0 && !reached[i])
             .collect()
     }
@@ -173,7 +179,7 @@ impl Model {
         let mut i = 0;
         while i < states.len() && states.len() <= MAX_STATES {
             if let Some(c) = states[i].next_background() {
-                if !states.contains(&c) {
+                if !states.iter().any(|s| s.same_state(&c)) {
                     states.push(c);
                 }
             }
@@ -192,7 +198,7 @@ impl Model {
                 .step_one(call)
                 .unwrap_or_else(|_| Prediction::unmodelled("not_modelled_yet"));
             // (The predictions first: they are cheaper to compare than the states.)
-            if !stepped.iter().any(|(m, q)| *q == p && *m == s) {
+            if !stepped.iter().any(|(m, q)| *q == p && m.same_state(&s)) {
                 stepped.push((s, p));
             }
         }
@@ -271,12 +277,47 @@ impl Model {
         m
     }
 
-    /// Every state, the primary first; this model keeps only the primary's copy until it is replaced.
+    /// `==`, but first the few numbers that tell apart the states the collector leaves (what each socket
+    /// holds and is charged), which are cheap to compare where the rest is not.
+    fn same_state(&self, o: &Model) -> bool {
+        let cheap = |a: &super::socket::Sock, b: &super::socket::Sock| {
+            a.inq == b.inq && a.wmem == b.wmem && a.refs == b.refs && a.released == b.released
+        };
+        self.socks.len() == o.socks.len()
+            && self.socks.iter().zip(&o.socks).all(|(a, b)| cheap(a, b))
+            && self == o
+    }
+
+    /// Moves this state out, leaving a model with no sockets that shares the rest (cheap: nothing is copied or
+    /// allocated). Whoever calls it puts a state back.
+    fn hollow_out(&mut self) -> Model {
+        let hollow = Model {
+            socks: Vec::new(),
+            names: self.names.clone(),
+            fs: self.fs.clone(),
+            abstract_names: self.abstract_names.clone(),
+            next_auto: self.next_auto,
+            fresh: Vec::new(),
+            euid: self.euid,
+            egid: self.egid,
+            fd_budget: self.fd_budget,
+            nofile: self.nofile,
+            doomed: Vec::new(),
+            deferring: self.deferring,
+            rights_sent: self.rights_sent,
+            params: self.params.clone(),
+            alts: Vec::new(),
+            split: Vec::new(),
+        };
+        std::mem::replace(self, hollow)
+    }
+
+    /// Every state, the primary first; this model is left hollow (see `hollow_out`) until a state replaces it.
     fn take_states(&mut self) -> Vec<Model> {
         let alts = std::mem::take(&mut self.alts);
         self.split.clear();
         let mut states = Vec::with_capacity(alts.len() * 2 + 2);
-        states.push(self.clone());
+        states.push(self.hollow_out());
         states.extend(alts);
         states
     }
@@ -457,6 +498,36 @@ close(b) -> 0
         assert!(!p.socks.iter().all(|s| s.released));
         let c = p.next_background().expect("a release pending");
         assert!(c.socks.iter().all(|s| s.released) && c.next_background().is_none());
+    }
+
+    #[test]
+    fn garbage_is_found_among_more_sockets_than_the_stack_holds() {
+        // 35 pairs (70 sockets) before the self-sent one: the counts no longer fit on the stack.
+        let pairs: String = (0..35)
+            .map(|i| format!("socketpair(STREAM) -> p{i}, q{i}\n"))
+            .collect();
+        let (m, _) = run(&format!(
+            "{pairs}socketpair(STREAM) -> a, b
+sendmsg(a, \"x\", rights=[b]) -> 1
+sendmsg(p0, \"y\", rights=[q1]) -> 1
+close(a) -> 0
+"
+        ));
+        assert!(m.garbage().is_empty(), "b and q1 still have their names");
+        let (m, _) = run(&format!(
+            "{pairs}socketpair(STREAM) -> a, b
+sendmsg(a, \"x\", rights=[b]) -> 1
+sendmsg(p0, \"y\", rights=[q1]) -> 1
+close(a) -> 0
+close(b) -> 0
+close(q1) -> 0
+"
+        ));
+        assert_eq!(
+            m.garbage(),
+            vec![71],
+            "b only; q1 is reached from p0, which has a name"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod options;
 pub mod params;
 mod poll;
 pub mod rules;
+mod shared;
 pub mod socket;
 pub mod stream;
 
@@ -33,6 +34,7 @@ use crate::script::{
 use fxhash::FxHashMap;
 use namespace::Namespace;
 pub use params::Params;
+use shared::Shared;
 use socket::{Addr as SockAddr, Sock, SockId, State};
 use stream::Out;
 
@@ -193,11 +195,11 @@ pub const BLOCKING_TIMEOUT_MS: u64 = 100;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
     socks: Vec<Sock>,
-    names: names::Names,
-    fs: Namespace,
+    names: Shared<names::Names>,
+    fs: Shared<Namespace>,
     /// Abstract names in use, per socket type (the kernel hashes the type into the name's bucket, so names
     /// of different types never meet).
-    abstract_names: FxHashMap<(i32, Vec<u8>), SockId>,
+    abstract_names: Shared<FxHashMap<(i32, Vec<u8>), SockId>>,
     /// The next autobind number to try.
     next_auto: u32,
     /// Descriptors the last step created, waiting for `name_new`.
@@ -216,7 +218,7 @@ pub struct Model {
     deferring: bool,
     /// Some call sent descriptors: from here a step looks for garbage the collector may free (see `gc`).
     rights_sent: bool,
-    params: Params,
+    params: Shared<Params>,
     /// The other states the kernel may be in, each with an in-flight cycle collected at an earlier moment
     /// (see `gc`); empty unless garbage exists.
     alts: Vec<Model>,
@@ -227,15 +229,19 @@ pub struct Model {
 
 impl Model {
     pub fn new(params: Params) -> Model {
+        Model::sharing(Shared::new(params))
+    }
+
+    fn sharing(params: Shared<Params>) -> Model {
         let (uid, gid) = (params.uid, params.gid);
         Model {
             euid: params.uid,
             egid: params.gid,
             params,
             socks: Vec::with_capacity(16),
-            names: names::Names::default(),
-            fs: Namespace::new(uid, gid, PRIVATE_DIR_MODE),
-            abstract_names: FxHashMap::default(),
+            names: Shared::default(),
+            fs: Shared::new(Namespace::new(uid, gid, PRIVATE_DIR_MODE)),
+            abstract_names: Shared::default(),
             next_auto: 0xf0000,
             fresh: Vec::with_capacity(2),
             fd_budget: None,
@@ -293,8 +299,7 @@ impl Model {
 
     /// Forgets every socket and file, keeping the parameters.
     pub fn reset(&mut self) {
-        let params = self.params.clone();
-        *self = Model::new(params);
+        *self = Model::sharing(self.params.clone());
     }
 
     /// The socket behind a live name (`None` once closed).

@@ -10,7 +10,7 @@ use crate::script::{
 use crate::script::{Creds, Payload, MSG_CTRUNC};
 
 /// One sk_buff in a receive queue. (The payload comes last: `==` compares the cheap fields first.)
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Eq)]
 pub struct Skb {
     start: usize,
     end: usize,
@@ -29,6 +29,23 @@ pub struct Skb {
     pub creds: Option<Creds>,
     /// The send's payload, shared with the call (never copied); this skb's bytes are `data[start..end]`.
     data: Payload,
+}
+
+/// As derived, but a payload shared by both skbs (the common case: the states the collector leaves share
+/// their history) is not compared byte by byte. (`Arc<[u8]>`'s own `==` compares the bytes.)
+impl PartialEq for Skb {
+    fn eq(&self, o: &Skb) -> bool {
+        self.start == o.start
+            && self.end == o.end
+            && self.consumed == o.consumed
+            && self.truesize == o.truesize
+            && self.sender == o.sender
+            && self.peeked == o.peeked
+            && self.oob == o.oob
+            && self.fds == o.fds
+            && self.creds == o.creds
+            && (Payload::ptr_eq(&self.data, &o.data) || self.data == o.data)
+    }
 }
 
 impl Skb {
@@ -602,5 +619,51 @@ impl Model {
             r.flags |= MSG_CTRUNC;
         }
         Prediction::one("read_copies_across_skbs", Value::Recv(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Skb;
+    use crate::script::{Creds, Payload, Pid};
+
+    #[test]
+    fn skbs_are_equal_exactly_when_every_field_is() {
+        let data: Payload = b"abcd".to_vec().into();
+        let skb = Skb::new(&data, 1..3, 768, 2, &[4], None);
+        // The same bytes in another allocation are equal; other bytes are not.
+        assert_eq!(
+            skb,
+            Skb::new(&b"abcd".to_vec().into(), 1..3, 768, 2, &[4], None)
+        );
+        assert_ne!(
+            skb,
+            Skb::new(&b"abce".to_vec().into(), 1..3, 768, 2, &[4], None)
+        );
+        let changes: [fn(&mut Skb); 10] = [
+            |k| k.start = 0,
+            |k| k.end = 4,
+            |k| k.consumed = 1,
+            |k| k.truesize = 769,
+            |k| k.sender = 3,
+            |k| k.peeked = true,
+            |k| k.oob = true,
+            |k| k.fds.push(5),
+            |k| {
+                k.creds = Some(Creds {
+                    pid: Pid::Own,
+                    uid: 0,
+                    gid: 0,
+                })
+            },
+            |k| k.data = b"abcd!".to_vec().into(),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut other = skb.clone();
+            assert_eq!(skb, other);
+            change(&mut other);
+            assert_ne!(skb, other, "change {i}");
+            assert_ne!(other, skb, "change {i}");
+        }
     }
 }
