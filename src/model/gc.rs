@@ -412,6 +412,19 @@ close(b) -> 0
     }
 
     #[test]
+    fn states_are_the_same_exactly_when_equal() {
+        let (m, _) = run(CYCLE);
+        assert!(m.same_state(&m.clone()));
+        // Equal in what each socket holds and is charged, different in c's shutdown.
+        let (shut, _) = run(&format!("{CYCLE}shutdown(c, RD) -> 0\n"));
+        assert_eq!(shut.socks.len(), m.socks.len());
+        assert!(!m.same_state(&shut) && !shut.same_state(&m));
+        // Different in what d holds.
+        let (sent, _) = run(&cycle_after("write(c, \"q\") -> 1\n"));
+        assert!(!m.same_state(&sent));
+    }
+
+    #[test]
     fn a_peer_in_a_cycle_may_or_may_not_be_collected_yet() {
         let (m, p) = run(&format!("{CYCLE}poll(c)\n"));
         assert_eq!(p.rule, "in_flight_cycle_is_collected_asynchronously");
