@@ -2407,7 +2407,7 @@ fn deny_io_uring(cmd: &mut Command, errno: i32) {
     const RET_ERRNO: u32 = 0x0005_0000;
     const RET_ALLOW: u32 = 0x7fff_0000;
     let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let filter = vec![
+    let filter = [
         f(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
         f(JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
         f(RET_K, 0, 0, RET_ALLOW),
