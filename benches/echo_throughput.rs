@@ -294,6 +294,7 @@ fn interleaved(p: &Placement) {
             let idx = |kind: Kind| all.iter().position(|&k| k == kind);
             let idx = |kind: Kind| idx(kind).expect("server");
             let baseline = all.iter().position(|&k| k == Kind::UdsimEventLoopBaseline);
+            let splice = all.iter().position(|&k| k == Kind::UdsimSplice);
             let raw = idx(Kind::RawThread);
             let peers = [idx(Kind::StdThreads), idx(Kind::Tokio), idx(Kind::Monoio)];
             let mut servers = serde_json::Map::new();
@@ -313,6 +314,11 @@ fn interleaved(p: &Placement) {
                     "ratio_vs_best_peer": median(&mut vs_peer),
                     "ratio_vs_std_threads": median(&mut vs_std),
                 });
+                if let Some(sp) = splice {
+                    let mut vs_splice: Vec<f64> =
+                        (0..rounds).map(|r| rates[r][i] / rates[r][sp]).collect();
+                    entry["ratio_vs_splice"] = serde_json::json!(median(&mut vs_splice));
+                }
                 if let Some(b) = baseline {
                     let mut vs_base: Vec<f64> =
                         (0..rounds).map(|r| rates[r][i] / rates[r][b]).collect();
