@@ -9,7 +9,7 @@
 //! - `accept_first_byte/<server>`: quiet servers; connect, send one byte, read its echo.
 //!
 //! Servers: `std_iterative` (a blocking std accept loop serving one client at a time), `tokio`,
-//! `udsim_iterative`, `udsim_event_loop`, `udsim_splice`. Each starts once per group, outside the
+//! `monoio` (io_uring), `udsim_iterative`, `udsim_event_loop`, `udsim_splice`, `udsim_uring`. Each starts once per group, outside the
 //! timed region. Per-connection latencies go to `<criterion>/udsim-latency/<group>/<server>.json`
 //! (percentiles, connections/s: whole socket → close cycles per second of wall time).
 
@@ -26,9 +26,11 @@ use std::time::{Duration, Instant};
 const SERVERS: &[Kind] = &[
     Kind::StdIterative,
     Kind::Tokio,
+    Kind::Monoio,
     Kind::UdsimIterative,
     Kind::UdsimEventLoop,
     Kind::UdsimSplice,
+    Kind::UdsimUring,
 ];
 const GROUPS: &[&str] = &["accept_connect", "accept_first_byte"];
 const WARM_UP: Duration = Duration::from_secs(1);

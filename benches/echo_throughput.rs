@@ -7,8 +7,8 @@
 //!
 //! Servers: `raw_thread` (a socketpair echoed by a thread: the kernel's limit, no bind/listen),
 //! `raw_process` (the same echoed by a child process: the limit for two processes), `std_threads`,
-//! `tokio` (peers, run as this binary re-executed), `udsim_iterative`, `udsim_event_loop`,
-//! `udsim_splice` (the real `udsim serve` binary). Each is started, connected and checked byte for
+//! `tokio`, `monoio` (io_uring; peers, run as this binary re-executed), `udsim_iterative`,
+//! `udsim_event_loop`, `udsim_splice`, `udsim_uring` (the real `udsim serve` binary). Each is started, connected and checked byte for
 //! byte once per group, on first use, outside the timed region (`iter_custom`), and killed at the
 //! end of the group. Placement: see `UDSIM_BENCH_CPUS` in benches/README.md.
 
@@ -28,9 +28,11 @@ const FIXED_SERVERS: &[Kind] = &[
     Kind::RawProcess,
     Kind::StdThreads,
     Kind::Tokio,
+    Kind::Monoio,
     Kind::UdsimIterative,
     Kind::UdsimEventLoop,
     Kind::UdsimSplice,
+    Kind::UdsimUring,
 ];
 /// The servers of this run: the fixed set, and the baseline build when
 /// `UDSIM_BENCH_BASELINE_BIN` names one.
@@ -292,8 +294,9 @@ fn interleaved(p: &Placement) {
             let idx = |kind: Kind| all.iter().position(|&k| k == kind);
             let idx = |kind: Kind| idx(kind).expect("server");
             let baseline = all.iter().position(|&k| k == Kind::UdsimEventLoopBaseline);
+            let splice = all.iter().position(|&k| k == Kind::UdsimSplice);
             let raw = idx(Kind::RawThread);
-            let peers = [idx(Kind::StdThreads), idx(Kind::Tokio)];
+            let peers = [idx(Kind::StdThreads), idx(Kind::Tokio), idx(Kind::Monoio)];
             let mut servers = serde_json::Map::new();
             for (i, kind) in all.iter().enumerate() {
                 let mut vs_raw: Vec<f64> =
@@ -311,6 +314,11 @@ fn interleaved(p: &Placement) {
                     "ratio_vs_best_peer": median(&mut vs_peer),
                     "ratio_vs_std_threads": median(&mut vs_std),
                 });
+                if let Some(sp) = splice {
+                    let mut vs_splice: Vec<f64> =
+                        (0..rounds).map(|r| rates[r][i] / rates[r][sp]).collect();
+                    entry["ratio_vs_splice"] = serde_json::json!(median(&mut vs_splice));
+                }
                 if let Some(b) = baseline {
                     let mut vs_base: Vec<f64> =
                         (0..rounds).map(|r| rates[r][i] / rates[r][b]).collect();

@@ -47,24 +47,29 @@ const ECHO_SERVERS: &[(&str, &str)] = &[
     ("raw_process", "raw (process)"),
     ("std_threads", "std threads"),
     ("tokio", "tokio"),
+    ("monoio", "monoio (io_uring)"),
     ("udsim_iterative", "udsim iterative"),
     ("udsim_event_loop", "udsim event loop"),
     ("udsim_splice", "udsim splice"),
+    ("udsim_uring", "udsim uring"),
 ];
 const UDSIM_ENGINES: &[(&str, &str)] = &[
     ("udsim_event_loop", "event loop"),
     ("udsim_splice", "splice"),
+    ("udsim_uring", "uring"),
     ("udsim_iterative", "iterative"),
 ];
 /// The kernel's limit for the echo topology, as the issue defines it.
 const RAW: &str = "raw_thread";
-const PEERS: &[&str] = &["std_threads", "tokio"];
+const PEERS: &[&str] = &["std_threads", "tokio", "monoio"];
 const ACCEPT_SERVERS: &[(&str, &str)] = &[
     ("std_iterative", "std iterative"),
     ("tokio", "tokio"),
+    ("monoio", "monoio (io_uring)"),
     ("udsim_iterative", "udsim iterative"),
     ("udsim_event_loop", "udsim event loop"),
     ("udsim_splice", "udsim splice"),
+    ("udsim_uring", "udsim uring"),
 ];
 
 /// (group, function, value) of a criterion benchmark.
@@ -100,6 +105,8 @@ struct Inter {
     vs_raw: f64,
     vs_peer: f64,
     vs_std: f64,
+    /// Against the splice engine (absent in passes recorded before the uring engine).
+    vs_splice: Option<f64>,
 }
 
 /// Everything read from disk.
@@ -279,6 +286,7 @@ impl Data {
             vs_raw: s["ratio_vs_raw"].as_f64()?,
             vs_peer: s["ratio_vs_best_peer"].as_f64()?,
             vs_std: s["ratio_vs_std_threads"].as_f64()?,
+            vs_splice: s["ratio_vs_splice"].as_f64(),
         })
     }
 
@@ -616,6 +624,50 @@ fn echo_targets(d: &Data, group: &str, t: &mut Targets) {
     }
 }
 
+/// The io_uring engine's targets (issue 14), judged on the interleaved pass only: its ratios
+/// against the raw limit, the splice engine and the best peer come from chunks milliseconds apart.
+fn uring_targets(d: &Data, t: &mut Targets) {
+    let place = d
+        .meta_of_group("echo_pingpong")
+        .and_then(|m| m["placement"].as_str())
+        .unwrap_or("unknown placement")
+        .to_string();
+    let u = |mode: &str, p: &str| d.inter(mode, p, "udsim_uring");
+    match u("pingpong", "64B") {
+        Some(x) => t.add(
+            x.vs_raw >= 1.0,
+            format!(
+                "ping-pong 64 B: udsim uring round trip = {:.3}× the raw socketpair's (target ≤ 1.00×; interleaved; {place})",
+                1.0 / x.vs_raw
+            ),
+        ),
+        None => t.missing("ping-pong 64 B (udsim uring, raw socketpair; interleaved)"),
+    }
+    match u("pingpong", "64KiB").and_then(|x| x.vs_splice) {
+        Some(r) => t.add(
+            r >= 1.0,
+            format!("ping-pong 64 KiB: udsim uring = {r:.2}× udsim splice (target ≥ 1×; interleaved; {place})"),
+        ),
+        None => t.missing("ping-pong 64 KiB (udsim uring, udsim splice; interleaved)"),
+    }
+    match (
+        u("pipelined", "64KiB"),
+        d.inter("pipelined", "64KiB", "udsim_splice"),
+    ) {
+        (Some(x), Some(s)) => {
+            let goal = s.vs_peer.max(1.5);
+            t.add(
+                x.vs_peer >= goal,
+                format!(
+                    "pipelined 64 KiB: udsim uring = {:.2}× the best of std threads, tokio and monoio (target ≥ {goal:.2}×: 1.5× or the splice engine's {:.2}×, whichever is higher; interleaved; {place})",
+                    x.vs_peer, s.vs_peer
+                ),
+            )
+        }
+        _ => t.missing("pipelined 64 KiB (udsim uring, udsim splice, peers; interleaved)"),
+    }
+}
+
 /// The interleaved pass: the ratios the targets are judged on.
 fn interleaved_section(d: &Data, out: &mut String) {
     let Some(v) = &d.interleaved else {
@@ -751,6 +803,34 @@ fn accept_section(d: &Data, out: &mut String, t: &mut Targets) {
         ),
         _ => t.missing("connect → accept p50 (udsim event loop, std iterative)"),
     }
+    match (p50("udsim_uring"), p50("std_iterative")) {
+        (Some(u), Some(s)) => t.add(
+            u <= 0.95 * s,
+            format!(
+                "connect → accept p50: udsim uring {} vs the iterative std server's {} ({:.2}×; target ≤ 0.95×; {place})",
+                fmt_ns(u),
+                fmt_ns(s),
+                u / s
+            ),
+        ),
+        _ => t.missing("connect → accept p50 (udsim uring, std iterative)"),
+    }
+    let cps = |s: &str| {
+        d.latency("accept_connect", s)
+            .and_then(|v| v["connections_per_s"].as_f64())
+    };
+    match (cps("udsim_uring"), cps("udsim_event_loop")) {
+        (Some(u), Some(e)) => t.add(
+            u >= 1.2 * e,
+            format!(
+                "connect → accept connections/s: udsim uring {} vs the event loop's {} ({:.2}×; target ≥ 1.2×; {place})",
+                fmt_count_rate(u),
+                fmt_count_rate(e),
+                u / e
+            ),
+        ),
+        _ => t.missing("connect → accept connections/s (udsim uring, udsim event loop)"),
+    }
 }
 
 fn checker_section(d: &Data, out: &mut String, t: &mut Targets) {
@@ -856,6 +936,9 @@ fn report(d: &Data, est: Estimate) -> String {
         );
     }
     echo_section(d, &mut out, &mut t);
+    if d.interleaved.is_some() {
+        uring_targets(d, &mut t);
+    }
     interleaved_section(d, &mut out);
     accept_section(d, &mut out, &mut t);
     checker_section(d, &mut out, &mut t);

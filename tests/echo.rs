@@ -33,6 +33,7 @@ enum Engine {
     Iterative,
     Readwrite,
     Splice,
+    Uring,
 }
 
 impl Engine {
@@ -41,6 +42,7 @@ impl Engine {
             Engine::Iterative => &["--iterative"],
             Engine::Readwrite => &["--engine", "readwrite"],
             Engine::Splice => &["--engine", "splice"],
+            Engine::Uring => &["--engine", "uring"],
         }
     }
 }
@@ -509,6 +511,11 @@ fn seed_transcript_splice() {
 }
 
 #[test]
+fn seed_transcript_uring() {
+    seed_transcript(Engine::Uring);
+}
+
+#[test]
 fn quiet_silences_status_lines_on_both_programs() {
     let dir = tempdir();
     let path = dir.path().join("q.sock");
@@ -608,6 +615,14 @@ fn two_hundred_clients_1mib_byte_exact_readwrite() {
 }
 
 #[test]
+fn two_hundred_clients_1mib_byte_exact_uring() {
+    let dir = tempdir();
+    let path = dir.path().join("conc.sock");
+    let _server = Server::start(&path, Engine::Uring, &["--quiet"]);
+    concurrent_exact(&path, 200, MIB);
+}
+
+#[test]
 fn two_hundred_clients_1mib_byte_exact_splice() {
     let dir = tempdir();
     let path = dir.path().join("load.sock");
@@ -631,6 +646,11 @@ fn small_buffer_bound_byte_exact_readwrite() {
 #[test]
 fn small_buffer_bound_byte_exact_splice() {
     small_buffer(Engine::Splice);
+}
+
+#[test]
+fn small_buffer_bound_byte_exact_uring() {
+    small_buffer(Engine::Uring);
 }
 
 /// The issue's "done when": 100 concurrent `udsim client` processes each get back 512 KiB.
@@ -661,6 +681,11 @@ fn hundred_client_processes_512kib_readwrite() {
 #[test]
 fn hundred_client_processes_512kib_splice() {
     client_processes(Engine::Splice);
+}
+
+#[test]
+fn hundred_client_processes_512kib_uring() {
+    client_processes(Engine::Uring);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -746,10 +771,24 @@ fn stalled_reader_is_bounded_splice() {
 }
 
 #[test]
+fn stalled_reader_is_bounded_uring() {
+    stalled_reader(Engine::Uring);
+}
+
+#[test]
 fn max_clients_holds_extra_clients_in_the_backlog() {
+    max_clients(Engine::Readwrite);
+}
+
+#[test]
+fn max_clients_holds_extra_clients_in_the_backlog_uring() {
+    max_clients(Engine::Uring);
+}
+
+fn max_clients(engine: Engine) {
     let dir = tempdir();
     let path = dir.path().join("max.sock");
-    let _server = Server::start(&path, Engine::Readwrite, &["--max-clients", "2"]);
+    let _server = Server::start(&path, engine, &["--max-clients", "2"]);
     let c1 = connect(&path);
     let c2 = connect(&path);
     let c3 = connect(&path);
@@ -844,6 +883,11 @@ fn sigkilled_clients_leave_no_fds_readwrite() {
 #[test]
 fn sigkilled_clients_leave_no_fds_splice() {
     sigkill_clients(Engine::Splice);
+}
+
+#[test]
+fn sigkilled_clients_leave_no_fds_uring() {
+    sigkill_clients(Engine::Uring);
 }
 
 /// EMFILE: with RLIMIT_NOFILE = 16 (24 for the splice engine, which needs room for 4 clients'
@@ -1002,6 +1046,11 @@ fn too_few_fds_fail_at_start_splice() {
 }
 
 #[test]
+fn too_few_fds_fail_at_start_uring() {
+    too_few_fds_fail_at_start(Engine::Uring);
+}
+
+#[test]
 fn emfile_pauses_without_spinning_and_recovers_readwrite() {
     emfile(Engine::Readwrite);
 }
@@ -1009,6 +1058,11 @@ fn emfile_pauses_without_spinning_and_recovers_readwrite() {
 #[test]
 fn emfile_pauses_without_spinning_and_recovers_splice() {
     emfile(Engine::Splice);
+}
+
+#[test]
+fn emfile_pauses_without_spinning_and_recovers_uring() {
+    emfile(Engine::Uring);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1046,8 +1100,18 @@ fn sigterm_removes_socket_splice() {
 }
 
 #[test]
+fn sigterm_removes_socket_uring() {
+    signal_cleanup(Engine::Uring, nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
 fn sigint_removes_socket_readwrite() {
     signal_cleanup(Engine::Readwrite, nix::sys::signal::Signal::SIGINT);
+}
+
+#[test]
+fn sigint_removes_socket_uring() {
+    signal_cleanup(Engine::Uring, nix::sys::signal::Signal::SIGINT);
 }
 
 #[test]
@@ -1167,15 +1231,20 @@ fn socket_mode_is_0600_unless_mode_says_otherwise() {
 
 #[test]
 fn allow_uid_rejects_unlisted_peers() {
+    allow_uid(Engine::Readwrite, Engine::Splice);
+}
+
+#[test]
+fn allow_uid_rejects_unlisted_peers_uring() {
+    allow_uid(Engine::Uring, Engine::Uring);
+}
+
+fn allow_uid(engine: Engine, second: Engine) {
     let dir = tempdir();
     let me = nix::unistd::getuid().as_raw();
     let other = if me == 4242 { 4243 } else { 4242 };
     let path = dir.path().join("uid.sock");
-    let mut server = Server::start(
-        &path,
-        Engine::Readwrite,
-        &["--allow-uid", &other.to_string()],
-    );
+    let mut server = Server::start(&path, engine, &["--allow-uid", &other.to_string()]);
     let (_, out, _) = run_client(&path, b"let me in\n", &[]);
     assert!(out.is_empty(), "a rejected peer gets no echo");
     let line = server.wait_line(|l| l.contains("rejected"));
@@ -1184,7 +1253,7 @@ fn allow_uid_rejects_unlisted_peers() {
     let path2 = dir.path().join("uid2.sock");
     let _ok = Server::start(
         &path2,
-        Engine::Splice,
+        second,
         &[
             "--allow-uid",
             &other.to_string(),
@@ -1441,6 +1510,11 @@ fn random_workloads_splice() {
     random_workloads(Engine::Splice);
 }
 
+#[test]
+fn random_workloads_uring() {
+    random_workloads(Engine::Uring);
+}
+
 // ---------------------------------------------------------------------------------------------
 // A short echo is never silent (issue 12, defect 1)
 
@@ -1530,6 +1604,11 @@ fn sigterm_finishes_echoing_what_was_read_splice() {
     sigterm_drains(Engine::Splice);
 }
 
+#[test]
+fn sigterm_finishes_echoing_what_was_read_uring() {
+    sigterm_drains(Engine::Uring);
+}
+
 /// The issue's reproduction: 400,000 bytes through `udsim client` whose stdout is read only late,
 /// the server SIGTERMed meanwhile. Whatever happens, exit 0 means the whole echo arrived.
 fn sigterm_mid_echo_is_never_silent(engine: Engine) {
@@ -1586,6 +1665,11 @@ fn sigterm_mid_echo_is_never_silent_splice() {
     sigterm_mid_echo_is_never_silent(Engine::Splice);
 }
 
+#[test]
+fn sigterm_mid_echo_is_never_silent_uring() {
+    sigterm_mid_echo_is_never_silent(Engine::Uring);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Every catchable fatal signal removes the socket (issue 12, defect 5)
 
@@ -1609,6 +1693,11 @@ fn sighup_removes_socket_splice() {
     sighup_stops_gracefully(Engine::Splice);
 }
 
+#[test]
+fn sighup_removes_socket_uring() {
+    sighup_stops_gracefully(Engine::Uring);
+}
+
 /// SIGUSR1, SIGUSR2, SIGALRM, SIGQUIT and a real-time signal still kill the server (its parent
 /// sees the signal), but only after it removed its socket.
 #[test]
@@ -1623,7 +1712,12 @@ fn other_fatal_signals_remove_the_socket_first() {
         rt,
     ];
     for (i, &signo) in sigs.iter().enumerate() {
-        for engine in [Engine::Iterative, Engine::Readwrite, Engine::Splice] {
+        for engine in [
+            Engine::Iterative,
+            Engine::Readwrite,
+            Engine::Splice,
+            Engine::Uring,
+        ] {
             let dir = tempdir();
             let path = dir.path().join("fatal.sock");
             let mut cmd = serve_cmd(&path, engine, &["--quiet"]);
@@ -1772,6 +1866,11 @@ fn bind_to_listen_window(engine: Engine) {
 #[test]
 fn second_server_waits_out_the_bind_to_listen_window_readwrite() {
     bind_to_listen_window(Engine::Readwrite);
+}
+
+#[test]
+fn second_server_waits_out_the_bind_to_listen_window_uring() {
+    bind_to_listen_window(Engine::Uring);
 }
 
 #[test]
@@ -1935,6 +2034,11 @@ fn stalled_stderr_never_stops_the_server_splice() {
     stalled_stderr(Engine::Splice);
 }
 
+#[test]
+fn stalled_stderr_never_stops_the_server_uring() {
+    stalled_stderr(Engine::Uring);
+}
+
 /// `--print` into a stdout pipe nobody reads: 4 MiB are echoed all the same (what does not fit
 /// is dropped from the copy, never from the echo).
 fn stalled_print(engine: Engine) {
@@ -1958,6 +2062,11 @@ fn stalled_print_never_stops_the_server_iterative() {
 #[test]
 fn stalled_print_never_stops_the_server_readwrite() {
     stalled_print(Engine::Readwrite);
+}
+
+#[test]
+fn stalled_print_never_stops_the_server_uring() {
+    stalled_print(Engine::Uring);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2024,6 +2133,11 @@ fn rejection_flood_is_rate_limited_readwrite() {
 }
 
 #[test]
+fn rejection_flood_is_rate_limited_uring() {
+    rejection_flood(Engine::Uring);
+}
+
+#[test]
 fn rejection_flood_is_rate_limited_iterative() {
     rejection_flood(Engine::Iterative);
 }
@@ -2036,11 +2150,20 @@ fn rejection_flood_is_rate_limited_iterative() {
 /// leaves.
 #[test]
 fn memory_limit_holds_extra_clients_in_the_backlog() {
+    memory_limit(Engine::Readwrite);
+}
+
+#[test]
+fn memory_limit_holds_extra_clients_in_the_backlog_uring() {
+    memory_limit(Engine::Uring);
+}
+
+fn memory_limit(engine: Engine) {
     let dir = tempdir();
     let path = dir.path().join("mem.sock");
     let _server = Server::start(
         &path,
-        Engine::Readwrite,
+        engine,
         &["--buffer-size", "1048576", "--memory-limit", "4M"],
     );
     let served: Vec<UnixStream> = (0..3).map(|_| connect(&path)).collect();
@@ -2139,6 +2262,11 @@ fn idle_timeout_closes_silent_clients_readwrite() {
 #[test]
 fn idle_timeout_closes_silent_clients_splice() {
     idle_timeout(Engine::Splice);
+}
+
+#[test]
+fn idle_timeout_closes_silent_clients_uring() {
+    idle_timeout(Engine::Uring);
 }
 
 /// Without --idle-timeout a silent client stays connected (2 s here) and is then served.
@@ -2261,4 +2389,82 @@ fn stalled_terminal_never_stops_the_server() {
         assert_eq!(got, b"x");
     }
     sigterm_exits_promptly(proc, &path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// --engine uring without io_uring (issue 14)
+
+/// A seccomp filter, installed between fork and exec, that makes io_uring_setup(2) (425 on
+/// x86_64) fail with `errno`; every other system call is allowed.
+#[cfg(target_arch = "x86_64")]
+fn deny_io_uring(cmd: &mut Command, errno: i32) {
+    use nix::libc;
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const SYS_IO_URING_SETUP: u32 = 425;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        f(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        f(JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+        f(RET_K, 0, 0, RET_ALLOW),
+        f(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        f(JEQ_K, 0, 1, SYS_IO_URING_SETUP),
+        f(RET_K, 0, 0, RET_ERRNO | errno as u32),
+        f(RET_K, 0, 0, RET_ALLOW),
+    ];
+    // SAFETY: prctl(2) is async-signal-safe; the filter is moved into the closure and lives as
+    // long as the Command; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Without io_uring (here a seccomp filter makes io_uring_setup fail, as a sandbox or
+/// `kernel.io_uring_disabled` would) `--engine uring` exits 1 with one line naming the cause and
+/// leaves no socket file; the same filter does not stop the epoll engine, so the refusal is the
+/// io_uring path's own.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn uring_without_io_uring_is_one_line_exit_1() {
+    for (errno, name) in [(nix::libc::ENOSYS, "ENOSYS"), (nix::libc::EPERM, "EPERM")] {
+        let dir = tempdir();
+        let path = dir.path().join("nouring.sock");
+        let mut cmd = serve_cmd(&path, Engine::Uring, &[]);
+        deny_io_uring(&mut cmd, errno);
+        let mut proc = Proc::spawn(&mut cmd);
+        let err = stderr_of(&mut proc);
+        assert_eq!(proc.wait().code(), Some(1), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(
+            err.starts_with("udsim: ")
+                && err.contains("io_uring is not available")
+                && err.contains(&format!("({name})")),
+            "{name}: {err}"
+        );
+        assert!(!path.exists(), "{name}: socket file left behind");
+
+        let mut cmd = serve_cmd(&path, Engine::Readwrite, &[]);
+        deny_io_uring(&mut cmd, errno);
+        let _server = Server::start_cmd(&path, cmd, false);
+        assert_eq!(roundtrip(&path, b"still epoll", 3), b"still epoll");
+    }
 }

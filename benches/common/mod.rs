@@ -350,12 +350,17 @@ pub enum Kind {
     StdIterative,
     /// tokio UnixStream, default multi-thread runtime, a task per connection.
     Tokio,
+    /// monoio UnixStream on its io_uring driver: one thread, a task per connection (the io_uring
+    /// runtime a performance-minded user would pick).
+    Monoio,
     /// `udsim serve --iterative`.
     UdsimIterative,
     /// `udsim serve` (event loop, read/write relay).
     UdsimEventLoop,
     /// `udsim serve --engine splice`.
     UdsimSplice,
+    /// `udsim serve --engine uring`.
+    UdsimUring,
     /// `udsim serve` (event loop) from the binary in `UDSIM_BENCH_BASELINE_BIN`: an earlier build
     /// measured in the same run, chunk beside chunk, to judge a change against it.
     UdsimEventLoopBaseline,
@@ -369,9 +374,11 @@ impl Kind {
             Kind::StdThreads => "std_threads",
             Kind::StdIterative => "std_iterative",
             Kind::Tokio => "tokio",
+            Kind::Monoio => "monoio",
             Kind::UdsimIterative => "udsim_iterative",
             Kind::UdsimEventLoop => "udsim_event_loop",
             Kind::UdsimSplice => "udsim_splice",
+            Kind::UdsimUring => "udsim_uring",
             Kind::UdsimEventLoopBaseline => "udsim_event_loop_baseline",
         }
     }
@@ -432,6 +439,7 @@ impl Server {
             Kind::UdsimIterative
             | Kind::UdsimEventLoop
             | Kind::UdsimSplice
+            | Kind::UdsimUring
             | Kind::UdsimEventLoopBaseline => {
                 let bin = if kind == Kind::UdsimEventLoopBaseline {
                     baseline_bin().expect("UDSIM_BENCH_BASELINE_BIN is set for the baseline")
@@ -450,12 +458,15 @@ impl Server {
                     Kind::UdsimSplice => {
                         c.args(["--engine", "splice"]);
                     }
+                    Kind::UdsimUring => {
+                        c.args(["--engine", "uring"]);
+                    }
                     _ => {}
                 }
                 c.arg(&path);
                 c
             }
-            Kind::StdThreads | Kind::StdIterative | Kind::Tokio => {
+            Kind::StdThreads | Kind::StdIterative | Kind::Tokio | Kind::Monoio => {
                 let mut c = Command::new(std::env::current_exe().expect("current_exe"));
                 c.env(PEER_ENV, kind.id()).env(PEER_PATH_ENV, &path);
                 if announce {
@@ -720,6 +731,7 @@ pub fn maybe_run_peer() {
             }
         }
         "tokio" => run_tokio(path(), announce),
+        "monoio" => run_monoio(path(), announce),
         other => panic!("unknown peer {other}"),
     }
     std::process::exit(0);
@@ -753,6 +765,44 @@ fn run_tokio(path: PathBuf, announce: bool) {
                     if s.write_all(&buf[..n]).await.is_err() {
                         return;
                     }
+                }
+            });
+        }
+    });
+}
+
+/// The same echo on monoio's io_uring driver (owned buffers: each read hands the buffer to the
+/// kernel and gets it back with the count).
+fn run_monoio(path: PathBuf, announce: bool) {
+    use monoio::buf::IoBuf;
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+    let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .build()
+        .expect("monoio io_uring runtime");
+    rt.block_on(async move {
+        // monoio's default options set SO_REUSEPORT, which AF_UNIX refuses (EOPNOTSUPP).
+        let opts = monoio::net::ListenerOpts::new()
+            .reuse_port(false)
+            .reuse_addr(false);
+        let l = monoio::net::UnixListener::bind_with_config(path, &opts).expect("bind");
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            announce_accept(announce, s.as_raw_fd());
+            monoio::spawn(async move {
+                let mut buf = vec![0u8; ECHO_BUF];
+                loop {
+                    let (r, b) = s.read(buf).await;
+                    let n = match r {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let (r, b) = s.write_all(b.slice(..n)).await;
+                    if r.is_err() {
+                        return;
+                    }
+                    buf = b.into_inner();
                 }
             });
         }

@@ -4,7 +4,8 @@
 //!   byte back to its client with one of three engines: `--iterative` (the seed's one-at-a-time
 //!   server, [`iterative`]), the default event loop ([`event_loop`] with the read/write
 //!   [`relay::BufferRelay`]), or `--engine splice` (the same loop with the zero-copy
-//!   [`splice::SpliceRelay`]).
+//!   [`splice::SpliceRelay`]), or `--engine uring` (one io_uring: multishot accept, recv and
+//!   send submissions batched per round of completions, [`uring`]).
 //! - `udsim client PATH`: copies stdin to the socket and the echo to stdout ([`client`]).
 //!
 //! Every runtime failure is one line on stderr (`udsim: cannot connect to "x.sock": connection
@@ -22,6 +23,7 @@ pub mod signals;
 pub mod splice;
 pub mod status;
 pub mod tap;
+pub mod uring;
 
 use clap::{Args, ValueEnum};
 use error::describe;
@@ -46,6 +48,10 @@ pub enum Engine {
     /// splice(2) socket → pipe → socket, zero-copy for large messages; small ones (under
     /// 16 KiB a read) are copied with recv(2)/send(2), which is faster for them.
     Splice,
+    /// io_uring (Linux 5.19+): multishot accept, recv into and send from a per-connection ring
+    /// buffer, one io_uring_enter per batch of completions. Without io_uring (old kernel,
+    /// kernel.io_uring_disabled, a seccomp filter) the server exits 1 with one line.
+    Uring,
 }
 
 /// Arguments of `udsim serve`.
@@ -308,6 +314,16 @@ fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
     let signals = signals::Signals::install()?;
     out::init();
     check_fd_room(args)?;
+    // The ring is set up before binding: without io_uring the server fails with one line and
+    // leaves no socket file.
+    let ring = if !args.iterative && args.engine == Some(Engine::Uring) {
+        Some(
+            uring::setup()
+                .map_err(|why| error::EchoError::refused("cannot serve on", &args.path, why))?,
+        )
+    } else {
+        None
+    };
     let path::Listener { fd, bound } =
         path::bind_listener(&args.path, args.mode, status, &signals)?;
     // Each engine owns the listener and closes it when it stops (and its clients before it
@@ -318,6 +334,13 @@ fn serve(args: &ServeArgs, status: Status) -> Result<(), error::EchoError> {
         match args.engine.unwrap_or(Engine::Readwrite) {
             Engine::Readwrite => event_loop::run::<relay::BufferRelay>(fd, &signals, &cfg, status),
             Engine::Splice => event_loop::run::<splice::SpliceRelay>(fd, &signals, &cfg, status),
+            Engine::Uring => match ring {
+                Some(ring) => uring::run(ring, fd, &signals, &cfg, status),
+                None => Err(error::EchoError::sys_nopath(
+                    "io_uring ring missing",
+                    nix::errno::Errno::EINVAL,
+                )),
+            },
         }
     };
     let removed = match bound.remove_if_ours() {
@@ -352,8 +375,8 @@ pub const MIN_CLIENTS: usize = 4;
 /// `enough_fds`: with RLIMIT_NOFILE so low that the server could never serve a client (it would
 /// accept into its backlog and then fail every accept), fail at start with one line instead.
 /// Counts the descriptors open now and adds what the engine needs: the listener, the bind's
-/// transient lock and probe, the epoll fd, the splice engine's spare pipe, and each client's
-/// socket (and pipe).
+/// transient lock and probe, the epoll fd (the io_uring engine's ring fd), the splice engine's
+/// spare pipe, and each client's socket (and pipe).
 fn check_fd_room(args: &ServeArgs) -> Result<(), error::EchoError> {
     use nix::sys::resource::{getrlimit, Resource};
     let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
@@ -372,6 +395,8 @@ fn check_fd_room(args: &ServeArgs) -> Result<(), error::EchoError> {
         match args.engine.unwrap_or(Engine::Readwrite) {
             Engine::Readwrite => ("the event loop", 2, 1, MIN_CLIENTS),
             Engine::Splice => ("the splice engine", 4, 3, MIN_CLIENTS),
+            // The ring's fd and the listener; one socket per client.
+            Engine::Uring => ("the io_uring engine", 2, 1, MIN_CLIENTS),
         }
     };
     // Binding holds the listener, the directory lock and a probe socket at once.
