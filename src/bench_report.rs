@@ -490,7 +490,7 @@ fn echo_section(d: &Data, out: &mut String, t: &mut Targets) {
         let _ = writeln!(
             out,
             "Ratios of throughput (higher is better; for ping-pong, 1 ÷ the ratio of round-trip times). \
-             Raw limit = socketpair echoed by a thread; best peer = the faster of std threads and tokio.\n"
+             Raw limit = socketpair echoed by a thread; best peer = the fastest of std threads, tokio and monoio.\n"
         );
         let _ = write!(out, "| payload |");
         for (_, e) in UDSIM_ENGINES {
@@ -590,7 +590,7 @@ fn echo_targets(d: &Data, group: &str, t: &mut Targets) {
                 t.add(
                     x >= 1.3,
                     format!(
-                    "pipelined 64 KiB: udsim splice = {x:.2}× the best of std threads and tokio \
+                    "pipelined 64 KiB: udsim splice = {x:.2}× the best of std threads, tokio and monoio \
                      (target ≥ 1.3×; {}; {place})",
                     if i.is_some() { format!("interleaved, {}", crit(c)) } else { crit(c) }
                 ),
