@@ -23,7 +23,7 @@ use super::link::Link;
 use super::out;
 use super::relay::Relay;
 use super::signals::{Caught, Signals};
-use super::status::{self, Repeated, Status};
+use super::status::{self, Status};
 use super::tap::Tap;
 use super::Config;
 use nix::errno::Errno;
@@ -366,18 +366,7 @@ impl<R: Relay<OwnedFd>> Server<'_, R> {
     /// EMFILE, ENFILE and other accept failures: pause instead of spinning (`emfile_pauses_accept`);
     /// warned once per episode, and rate-limited across episodes (`warnings_rate_limited`).
     fn out_of_fds(&mut self, what: &str, e: Errno) {
-        if !self.fd_warned {
-            self.fd_warned = true;
-            let hint = if matches!(e, Errno::EMFILE | Errno::ENFILE) {
-                "; not accepting until a connection closes"
-            } else {
-                "; pausing accepts"
-            };
-            self.status.warn_repeated(
-                Repeated::AcceptFailed,
-                format_args!("{what}: {}{hint}", describe(e)),
-            );
-        }
+        super::warn_accept_failed(self.status, &mut self.fd_warned, what, e);
         self.pause_accepts(Pause::NoFds);
     }
 

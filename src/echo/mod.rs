@@ -221,6 +221,24 @@ pub struct Config {
     pub idle: Option<Duration>,
 }
 
+/// An accept failure (EMFILE, ENFILE, …) of either event engine: warned once per episode
+/// (`fd_warned`, cleared when an accept succeeds), rate-limited across episodes.
+fn warn_accept_failed(status: Status, fd_warned: &mut bool, what: &str, e: nix::errno::Errno) {
+    use nix::errno::Errno;
+    if std::mem::replace(fd_warned, true) {
+        return;
+    }
+    let hint = if matches!(e, Errno::EMFILE | Errno::ENFILE) {
+        "; not accepting until a connection closes"
+    } else {
+        "; pausing accepts"
+    };
+    status.warn_repeated(
+        status::Repeated::AcceptFailed,
+        format_args!("{what}: {}{hint}", describe(e)),
+    );
+}
+
 /// `--allow-uid`: checks SO_PEERCRED; a refused peer is reported (even with --quiet, rate-limited)
 /// and closed.
 pub fn peer_allowed(sock: &OwnedFd, allow: &[u32], status: Status) -> bool {

@@ -36,7 +36,7 @@
 use super::error::{describe, EchoError};
 use super::out;
 use super::signals::{Caught, Signals};
-use super::status::{self, Repeated, Status};
+use super::status::{self, Status};
 use super::tap::Tap;
 use super::Config;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
@@ -486,18 +486,7 @@ impl Server<'_> {
     /// EMFILE, ENFILE and other accept failures: pause instead of spinning
     /// (`emfile_pauses_accept`); warned once per episode, rate-limited across episodes.
     fn out_of_fds(&mut self, what: &str, e: Errno) {
-        if !self.fd_warned {
-            self.fd_warned = true;
-            let hint = if matches!(e, Errno::EMFILE | Errno::ENFILE) {
-                "; not accepting until a connection closes"
-            } else {
-                "; pausing accepts"
-            };
-            self.status.warn_repeated(
-                Repeated::AcceptFailed,
-                format_args!("{what}: {}{hint}", describe(e)),
-            );
-        }
+        super::warn_accept_failed(self.status, &mut self.fd_warned, what, e);
         if self.pause != Some(Pause::Stopped) {
             self.pause = Some(Pause::NoFds);
             self.fd_retry_at = Some(Instant::now() + FD_RETRY);
