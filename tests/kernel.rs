@@ -40,6 +40,22 @@ fn reset_closes_everything_and_empties_the_directory() {
 }
 
 #[test]
+fn the_first_script_finds_its_directory_as_every_later_one_does() {
+    // The model's private directory is 0700; a fresh temp dir follows the umask (0755 here), which the first
+    // script of a run saw until the executor gave it the mode reset gives every later one.
+    let mut ck = Checker::new().expect("checker");
+    let s = parse("stat(\".\") -> dir 0700\n").expect("parses");
+    for i in 0..2 {
+        let run = ck.run(&s, Options::default()).expect("runs");
+        assert!(
+            run.fully_agrees(),
+            "script {i}: {}",
+            udsim::cli::transcript(&run)
+        );
+    }
+}
+
+#[test]
 fn scripts_in_parallel_threads_use_their_own_directories() {
     // Every thread binds the same relative path; each must find its own directory (per-thread cwd).
     let script = parse(

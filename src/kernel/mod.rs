@@ -265,6 +265,10 @@ impl Kernel {
             .prefix("udsim-")
             .tempdir()
             .map_err(|e| KernelError::Setup(format!("temp dir: {e}")))?;
+        // The mode every later script's directory gets from `reset` (0700), not the temp dir's own, which
+        // follows the umask: the first script of a run saw 0755 and the rest 0700.
+        files::clean(dir.path())
+            .map_err(|e| KernelError::Setup(format!("temp dir {}: {e}", dir.path().display())))?;
         let dirfd = nix::fcntl::open(
             dir.path(),
             nix::fcntl::OFlag::O_DIRECTORY
