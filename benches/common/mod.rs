@@ -228,6 +228,24 @@ pub fn write_meta(bench: &str, groups: &[&str], p: &Placement, extra: serde_json
     );
 }
 
+/// Adds `key` to the `extra` of this run's meta file (figures measured after criterion's).
+pub fn add_meta(bench: &str, key: &str, value: serde_json::Value) {
+    if !measuring() {
+        return;
+    }
+    let path = criterion_home()
+        .join("udsim-meta")
+        .join(format!("{bench}.json"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return;
+    };
+    v["extra"][key] = value;
+    write_json(&path, &v);
+}
+
 /// Records the load when a bench target ends (the report shows it beside the start's).
 pub fn finish_meta(bench: &str) {
     if !measuring() {
