@@ -32,6 +32,12 @@ impl Model {
     /// writable (rule `create_needs_write_on_directory`, checked after the name).
     fn creating(&self, p: &[u8], rule: &'static str) -> Walked {
         let w = self.walk(p, false, rule)?;
+        self.may_create(&w)?;
+        Ok(w)
+    }
+
+    /// The checks of `creating` after the walk.
+    fn may_create(&self, w: &Walk) -> Result<(), Prediction> {
         if w.is_dots() || w.found.is_some() {
             return Err(Prediction::err(
                 "create_existing_name_is_eexist",
@@ -44,7 +50,7 @@ impl Model {
                 Errno::EACCES,
             ));
         }
-        Ok(w)
+        Ok(())
     }
 
     pub(super) fn files(&mut self, call: &crate::script::Call) -> Prediction {
@@ -61,21 +67,27 @@ impl Model {
                 }
             },
             Call::Mkfile(p) => {
-                let path = fs_path(p);
-                // rule `mkfile_trailing_slash_is_eisdir`: O_CREAT on a name ending in `/`.
-                if path.last() == Some(&b'/') || path == b"." {
-                    return Prediction::unmodelled("open_creat_of_a_directory_name");
-                }
                 if !self.fds_free(1) {
                     return Self::emfile();
                 }
-                match self.creating(p, "mkfile_path_lookup") {
-                    Err(e) => e,
-                    Ok(w) => {
-                        self.fs.create(w.dir, w.name, Node::File, 0o644, cred);
-                        Prediction::ok("mkfile_mode_is_0666_less_umask")
-                    }
+                let w = match self.walk(p, false, "mkfile_path_lookup") {
+                    Ok(w) => w,
+                    Err(e) => return e,
+                };
+                // `open(O_CREAT | O_EXCL)` on `.`, `..` (with or without a `/` after): they exist.
+                if w.is_dots() {
+                    return Prediction::err("create_existing_name_is_eexist", Errno::EEXIST);
                 }
+                // rule `mkfile_trailing_slash_is_eisdir`: O_CREAT on a name ending in `/` is EISDIR, whether the
+                // name is new, a directory or a file, and before write permission on the directory is asked.
+                if w.slash {
+                    return Prediction::err("mkfile_trailing_slash_is_eisdir", Errno::EISDIR);
+                }
+                if let Err(e) = self.may_create(&w) {
+                    return e;
+                }
+                self.fs.create(w.dir, w.name, Node::File, 0o644, cred);
+                Prediction::ok("mkfile_mode_is_0666_less_umask")
             }
             Call::Symlink(t, p) => {
                 if t.is_empty() {
