@@ -508,5 +508,6 @@ fn measure() -> Result<Params, String> {
         uid: nix::unistd::geteuid().as_raw(),
         gid: nix::unistd::getegid().as_raw(),
         tick_us,
+        protected_hardlinks: proc_u32("/proc/sys/fs/protected_hardlinks")? != 0,
     })
 }

@@ -1,7 +1,7 @@
 //! The file calls of the private directory (mkdir, mkfile, symlink, link, rename, chmod, stat, unlink) and
 //! setcred, with the VFS's order of checks: the walk, then the name, then permission on the directory.
 
-use super::namespace::{fs_path, Cred, Node, Walk, WalkErr, MAY_EXEC, MAY_WRITE};
+use super::namespace::{fs_path, Cred, Node, Walk, WalkErr, MAY_EXEC, MAY_READ, MAY_WRITE};
 use super::{Model, Prediction};
 use crate::script::{Errno, FileKind, Value};
 
@@ -126,8 +126,12 @@ impl Model {
                     if !cred.is_root() && n.uid != cred.uid {
                         return Prediction::err("chmod_needs_owner", Errno::EPERM);
                     }
+                    // rule `chmod_drops_setgid_outside_group`: an owner who is not root and not in the
+                    // file's group (setcred leaves no supplementary groups) asks for S_ISGID in vain: the
+                    // call succeeds, the bit is cleared (files and directories alike).
                     if !cred.is_root() && n.gid != cred.gid && m & 0o2000 != 0 {
-                        return Prediction::unmodelled("chmod_setgid_outside_group");
+                        self.fs.inode_mut(i).mode = m & 0o7777 & !0o2000;
+                        return Prediction::ok("chmod_drops_setgid_outside_group");
                     }
                     self.fs.inode_mut(i).mode = m & 0o7777;
                     Prediction::ok("chmod_sets_mode")
@@ -244,9 +248,18 @@ impl Model {
         if new.is_dots() || new.found.is_some() {
             return Prediction::err("create_existing_name_is_eexist", Errno::EEXIST);
         }
-        if !cred.is_root() && self.fs.inode(f).uid != cred.uid {
-            // fs.protected_hardlinks decides; a host setting the model does not read.
-            return Prediction::unmodelled("protected_hardlinks");
+        // rule `protected_hardlinks_keep_others_files`: with fs.protected_hardlinks on (a host parameter), a user
+        // other than root may link a file they do not own only if it is a regular file, neither setuid nor
+        // setgid with group execute, that they may read and write; a socket file never (EPERM).
+        if self.params.protected_hardlinks && !cred.is_root() && self.fs.inode(f).uid != cred.uid {
+            let n = self.fs.inode(f);
+            let safe = matches!(n.node, Node::File)
+                && n.mode & 0o4000 == 0
+                && n.mode & 0o2010 != 0o2010
+                && self.fs.permits(f, cred, MAY_READ | MAY_WRITE);
+            if !safe {
+                return Prediction::err("protected_hardlinks_keep_others_files", Errno::EPERM);
+            }
         }
         if !self.fs.permits(new.dir, cred, MAY_WRITE | MAY_EXEC) {
             return Prediction::err("create_needs_write_on_directory", Errno::EACCES);

@@ -56,6 +56,10 @@ pub struct Params {
     pub gc_purges_cycle_queues: bool,
     /// One clock tick in microseconds (1/HZ): socket timeouts are kept in ticks, rounded up.
     pub tick_us: u64,
+    /// fs.protected_hardlinks (a host setting, read at calibration): a user other than root may hard-link a file
+    /// they do not own only if it is a regular file, neither setuid nor setgid with group execute, that they
+    /// may read and write. Off: anyone may link anything they can see.
+    pub protected_hardlinks: bool,
 }
 
 fn lookup(runs: &[(usize, usize)], len: usize) -> usize {
@@ -139,6 +143,7 @@ impl Params {
                 self.gc_purges_cycle_queues.to_string(),
             ),
             ("tick_us", self.tick_us.to_string()),
+            ("protected_hardlinks", self.protected_hardlinks.to_string()),
         ]
     }
 }
@@ -275,6 +280,7 @@ impl Params {
             )?,
             gc_purges_cycle_queues: flag("gc_purges_cycle_queues", get("gc_purges_cycle_queues")?)?,
             tick_us: num("tick_us", get("tick_us")?)?,
+            protected_hardlinks: flag("protected_hardlinks", get("protected_hardlinks")?)?,
         };
         let known: Vec<&str> = p.named().iter().map(|(n, _)| *n).collect();
         if let Some((k, _, l)) = vals.iter().find(|(n, ..)| !known.contains(&n.as_str())) {
