@@ -1050,6 +1050,28 @@ mod outcomes_tests {
         out
     }
 
+    /// The rule that decides a chmod by an owner outside the file's group is the setgid one only when S_ISGID is
+    /// asked for (the transcript names it); otherwise the mode is set as asked (scenario 514 shows the modes).
+    #[test]
+    fn only_a_setgid_chmod_outside_the_group_is_decided_by_the_setgid_rule() {
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        let r = walk(
+            &mut m,
+            "chmod(\".\", 0777) -> 0\nsetcred(1000, 1000) -> 0\nmkfile(\"f\") -> 0\n\
+             setcred(1000, 2000) -> 0\nchmod(\"f\", 0750) -> 0\nchmod(\"f\", 02750) -> 0\n\
+             stat(\"f\")\nsetcred(1000, 1000) -> 0\nchmod(\"f\", 02750) -> 0\n",
+        );
+        let rules: Vec<&str> = r.iter().map(|(_, rule)| *rule).collect();
+        assert_eq!(rules[4], "chmod_sets_mode", "{r:?}");
+        assert_eq!(rules[5], "chmod_drops_setgid_outside_group", "{r:?}");
+        assert_eq!(
+            r[6].0,
+            Outcome::of(Value::Stat(crate::script::FileKind::File, 0o750)),
+            "{r:?}"
+        );
+        assert_eq!(rules[8], "chmod_sets_mode", "{r:?}");
+    }
+
     /// rule `emfile_past_rlimit_nofile`, in the model alone (scripts cannot set RLIMIT_NOFILE, so the scenario
     /// library never shows it): a pair needs two free descriptors, a socket one; closing frees one.
     #[test]
