@@ -411,6 +411,49 @@ close(b) -> 0
         Events::IN | Events::OUT | Events::HUP | Events::RDHUP
     }
 
+    /// With several states the kernel may be in, a call they all answer alike is decided by its own rule, not
+    /// by the collector's (the transcript names the rule that decided).
+    #[test]
+    fn a_call_every_state_answers_alike_keeps_its_own_rule() {
+        let (m, p) = run(&format!("{CYCLE}socket(STREAM) -> z\n"));
+        assert!(m.state_count() > 1, "the collector's states are still open");
+        assert!(p.is_exact(), "{p:?}");
+        assert_ne!(p.rule, "in_flight_cycle_is_collected_asynchronously");
+        // The call that can tell the states apart is the collector's.
+        let (_, p) = run(&format!("{CYCLE}poll(c)\n"));
+        assert_eq!(p.rule, "in_flight_cycle_is_collected_asynchronously");
+    }
+
+    /// A kernel whose collector works the other way (the probe's other answer) is never guessed at: once
+    /// garbage is pending the model stops; before, it predicts as usual.
+    #[test]
+    fn the_unobserved_collector_kind_stops_the_model_at_the_first_split() {
+        let script = parse(&format!("{CYCLE}poll(c)\n")).expect("parses");
+        let mut params = Params::preset("linux-6.18-host").expect("bundled");
+        params.gc_purges_cycle_queues = false;
+        let mut m = Model::new(params);
+        let mut rules = Vec::new();
+        for l in &script.lines {
+            let p = m.step(&l.call).expect("known names");
+            rules.push((p.rule, p.is_modelled()));
+            let names: Vec<String> = match l.expect.as_ref().map(|e| &e.value) {
+                Some(crate::script::ExpectValue::Named(n)) => n.clone(),
+                _ => Vec::new(),
+            };
+            m.name_new(&names);
+        }
+        let stop = rules.iter().position(|(_, modelled)| !modelled);
+        let stop = stop.expect("the model stops");
+        assert_eq!(
+            rules[stop].0, "collector_unobserved_kind_stops",
+            "{rules:?}"
+        );
+        assert!(
+            stop >= 5,
+            "the sends and the first closes are modelled: {rules:?}"
+        );
+    }
+
     #[test]
     fn states_are_the_same_exactly_when_equal() {
         let (m, _) = run(CYCLE);

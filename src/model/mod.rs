@@ -1121,6 +1121,13 @@ mod outcomes_tests {
         m.set_nofile(Some(1));
         let root = sends.replace("setcred(1000, 1000) -> 0\n", "");
         assert!(walk(&mut m, &root).iter().all(|(o, _)| *o != refused));
+        // A stream send is refused alike, before its first byte (on the kernel: `prlimit --nofile=32:32 udsim
+        // check` of 34 such sends on a stream pair refuses the 34th, as the model predicts).
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        m.set_nofile(Some(1));
+        let r = walk(&mut m, &sends.replace("DGRAM", "STREAM"));
+        let kinds: Vec<bool> = r.iter().map(|(o, _)| *o == refused).collect();
+        assert_eq!(kinds, [false, false, false, false, true, false], "{r:?}");
     }
 
     /// `reset` forgets every name and file: a name from before is unknown, a path can be bound again.
