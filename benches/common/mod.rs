@@ -228,8 +228,8 @@ pub fn write_meta(bench: &str, groups: &[&str], p: &Placement, extra: serde_json
     );
 }
 
-/// Adds `key` to the `extra` of this run's meta file (figures measured after criterion's).
-pub fn add_meta(bench: &str, key: &str, value: serde_json::Value) {
+/// Rewrites this run's meta file with `change` applied (nothing when not measuring, or no meta file).
+fn update_meta(bench: &str, change: impl FnOnce(&mut serde_json::Value)) {
     if !measuring() {
         return;
     }
@@ -242,27 +242,21 @@ pub fn add_meta(bench: &str, key: &str, value: serde_json::Value) {
     let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text) else {
         return;
     };
-    v["extra"][key] = value;
+    change(&mut v);
     write_json(&path, &v);
+}
+
+/// Adds `key` to the `extra` of this run's meta file (figures measured after criterion's).
+pub fn add_meta(bench: &str, key: &str, value: serde_json::Value) {
+    update_meta(bench, |v| v["extra"][key] = value);
 }
 
 /// Records the load when a bench target ends (the report shows it beside the start's).
 pub fn finish_meta(bench: &str) {
-    if !measuring() {
-        return;
-    }
-    let path = criterion_home()
-        .join("udsim-meta")
-        .join(format!("{bench}.json"));
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return;
-    };
-    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return;
-    };
-    v["finished_unix"] = serde_json::json!(unix_now());
-    v["loadavg_at_end"] = serde_json::json!(first_line("/proc/loadavg"));
-    write_json(&path, &v);
+    update_meta(bench, |v| {
+        v["finished_unix"] = serde_json::json!(unix_now());
+        v["loadavg_at_end"] = serde_json::json!(first_line("/proc/loadavg"));
+    });
 }
 
 /// Per-connection latencies of one server in one group, kept outside criterion (which keeps only
