@@ -1050,6 +1050,27 @@ mod outcomes_tests {
         out
     }
 
+    /// Explicit credentials name a pid: the sender's own and 1 always exist, 0 and below never (ESRCH, scenario
+    /// 406); whether any other exists is the host's, so the model stops there (scenario 242) rather than guess.
+    #[test]
+    fn credentials_of_another_pid_are_left_to_the_host() {
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        walk(&mut m, "socketpair(DGRAM) -> a, b\n");
+        let send = |m: &mut Model, pid: &str| {
+            let text = format!(
+                "socketpair(DGRAM) -> a, b\nsendmsg(a, \"x\", creds={{pid={pid}, uid=0, gid=0}})\n"
+            );
+            let s = crate::script::parse(&text).expect("parses");
+            m.step(&s.lines[1].call).expect("known names")
+        };
+        assert_eq!(send(&mut m, "1").allowed[0], Outcome::of(Value::Wrote(1)));
+        let p = send(&mut m, "0");
+        assert_eq!(p.allowed[0], Outcome::of(Value::Err(Errno::ESRCH)), "{p:?}");
+        let p = send(&mut m, "2");
+        assert!(!p.is_modelled(), "{p:?}");
+        assert_eq!(p.rule, "which_pids_exist");
+    }
+
     /// The rule that decides a chmod by an owner outside the file's group is the setgid one only when S_ISGID is
     /// asked for (the transcript names it); otherwise the mode is set as asked (scenario 514 shows the modes).
     #[test]
