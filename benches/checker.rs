@@ -128,16 +128,6 @@ fn main() {
     common::finish_meta("checker");
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => v[n / 2],
-        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 /// The interleaved pass (see the module comment): calls/s of check and kernel-only per round, and
 /// the median of their per-round ratio.
 fn interleaved(checker: &mut Checker, scripts: &[Script], ops: usize) {
@@ -175,11 +165,11 @@ fn interleaved(checker: &mut Checker, scripts: &[Script], ops: usize) {
         k.push(kr);
         ratio.push(cr / kr);
     }
-    let mid = median(&mut ratio); // (sorts: the range is its ends)
+    let mid = common::median(&mut ratio); // (sorts: the range is its ends)
     let v = serde_json::json!({
         "rounds": rounds,
-        "check_calls_per_s": median(&mut c),
-        "kernel_only_calls_per_s": median(&mut k),
+        "check_calls_per_s": common::median(&mut c),
+        "kernel_only_calls_per_s": common::median(&mut k),
         "ratio": mid,
         "ratio_min": ratio.first(),
         "ratio_max": ratio.last(),

@@ -225,18 +225,6 @@ fn rounds() -> usize {
 /// Time one chunk of a cell aims at, measured on the raw limit.
 const CHUNK: Duration = Duration::from_millis(5);
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// The interleaved pass: every server measured in short chunks, round after round, rotating the
 /// order, so each ratio compares chunks taken milliseconds apart. Criterion measures one server
 /// after another for seconds each; on a shared machine the load can change in between, and this
@@ -309,20 +297,20 @@ fn interleaved(p: &Placement) {
                     (0..rounds).map(|r| rates[r][i] / rates[r][std]).collect();
                 let mut rate: Vec<f64> = rates.iter().map(|row| row[i]).collect();
                 let mut entry = serde_json::json!({
-                    "median_bytes_per_s": median(&mut rate),
-                    "ratio_vs_raw": median(&mut vs_raw),
-                    "ratio_vs_best_peer": median(&mut vs_peer),
-                    "ratio_vs_std_threads": median(&mut vs_std),
+                    "median_bytes_per_s": common::median(&mut rate),
+                    "ratio_vs_raw": common::median(&mut vs_raw),
+                    "ratio_vs_best_peer": common::median(&mut vs_peer),
+                    "ratio_vs_std_threads": common::median(&mut vs_std),
                 });
                 if let Some(sp) = splice {
                     let mut vs_splice: Vec<f64> =
                         (0..rounds).map(|r| rates[r][i] / rates[r][sp]).collect();
-                    entry["ratio_vs_splice"] = serde_json::json!(median(&mut vs_splice));
+                    entry["ratio_vs_splice"] = serde_json::json!(common::median(&mut vs_splice));
                 }
                 if let Some(b) = baseline {
                     let mut vs_base: Vec<f64> =
                         (0..rounds).map(|r| rates[r][i] / rates[r][b]).collect();
-                    entry["ratio_vs_baseline"] = serde_json::json!(median(&mut vs_base));
+                    entry["ratio_vs_baseline"] = serde_json::json!(common::median(&mut vs_base));
                 }
                 servers.insert(kind.id().to_string(), entry);
             }

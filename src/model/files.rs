@@ -74,13 +74,10 @@ impl Model {
                     Ok(w) => w,
                     Err(e) => return e,
                 };
-                // `open(O_CREAT | O_EXCL)` on `.`, `..` (with or without a `/` after): they exist.
-                if w.is_dots() {
-                    return Prediction::err("create_existing_name_is_eexist", Errno::EEXIST);
-                }
                 // rule `mkfile_trailing_slash_is_eisdir`: O_CREAT on a name ending in `/` is EISDIR, whether the
-                // name is new, a directory or a file, and before write permission on the directory is asked.
-                if w.slash {
+                // name is new, a directory or a file, and before write permission on the directory is asked;
+                // `.` and `..` (with or without a `/` after) exist, so `may_create` says EEXIST.
+                if w.slash && !w.is_dots() {
                     return Prediction::err("mkfile_trailing_slash_is_eisdir", Errno::EISDIR);
                 }
                 if let Err(e) = self.may_create(&w) {
@@ -129,12 +126,14 @@ impl Model {
                     // rule `chmod_drops_setgid_outside_group`: an owner who is not root and not in the
                     // file's group (setcred leaves no supplementary groups) asks for S_ISGID in vain: the
                     // call succeeds, the bit is cleared (files and directories alike).
-                    if !cred.is_root() && n.gid != cred.gid && m & 0o2000 != 0 {
-                        self.fs.inode_mut(i).mode = m & 0o7777 & !0o2000;
-                        return Prediction::ok("chmod_drops_setgid_outside_group");
-                    }
-                    self.fs.inode_mut(i).mode = m & 0o7777;
-                    Prediction::ok("chmod_sets_mode")
+                    let drops_setgid = !cred.is_root() && n.gid != cred.gid && m & 0o2000 != 0;
+                    let (mode, rule) = if drops_setgid {
+                        (m & 0o7777 & !0o2000, "chmod_drops_setgid_outside_group")
+                    } else {
+                        (m & 0o7777, "chmod_sets_mode")
+                    };
+                    self.fs.inode_mut(i).mode = mode;
+                    Prediction::ok(rule)
                 }
             },
             Call::Stat(p) => match self.walk(p, false, "stat_path_lookup") {
