@@ -645,4 +645,39 @@ close(a) -> 0
         assert!(p.is_modelled(), "{p:?}");
         assert!(p.allows(&Outcome::err(Errno::ECONNREFUSED)), "{p:?}");
     }
+
+    /// Groups of garbage closed one after another, each followed by a call that no state answers apart: the
+    /// states multiply. `e` is `CYCLE` with a socket in flight at d (released one wave after d: four states
+    /// alone); `s` a socket sent over itself (three).
+    fn garbage_groups(plan: &str) -> String {
+        let mut text = String::new();
+        for (i, g) in plan.chars().enumerate() {
+            text += &match g {
+                'e' => format!(
+                    "socketpair(STREAM) -> a{i}, b{i}\nsocketpair(STREAM) -> c{i}, d{i}\n\
+                     sendmsg(a{i}, \"x\", rights=[a{i}, d{i}]) -> 1\nsendmsg(b{i}, \"y\", rights=[b{i}]) -> 1\n\
+                     socketpair(STREAM) -> e{i}, f{i}\nsendmsg(c{i}, \"z\", rights=[e{i}]) -> 1\n\
+                     close(e{i}) -> 0\nclose(d{i}) -> 0\nclose(a{i}) -> 0\nclose(b{i}) -> 0\n"
+                ),
+                _ => format!(
+                    "socketpair(STREAM) -> a{i}, b{i}\nsendmsg(a{i}, \"x\", rights=[b{i}]) -> 1\nclose(b{i}) -> 0\n"
+                ),
+            };
+            text += &format!("socket(STREAM) -> z{i}\n");
+        }
+        text
+    }
+
+    /// The model follows up to `MAX_STATES` states exactly and stops past them.
+    #[test]
+    fn the_model_follows_max_states_and_stops_past_them() {
+        let (m, p) = run(&garbage_groups("eee"));
+        assert_eq!(m.state_count(), MAX_STATES);
+        assert_eq!(p.rule, "socket_creates");
+        assert!(p.is_exact(), "{p:?}");
+        let (m, p) = run(&garbage_groups("eees"));
+        assert!(m.state_count() > MAX_STATES, "{}", m.state_count());
+        assert_eq!(p.rule, "in_flight_cycle_states_past_limit");
+        assert!(!p.is_modelled());
+    }
 }
