@@ -180,13 +180,24 @@ impl Checker {
         &self.params
     }
 
-    /// Cleans the executor's directory if an earlier script used it.
+    /// Cleans the executor's directory if an earlier script used it and was not cleaned up after.
     fn fresh_dir(&mut self) -> Result<(), CheckError> {
         if self.dirty {
             self.kernel.reset()?;
         }
         self.dirty = true;
         Ok(())
+    }
+
+    /// Ends a script, whatever happened in it: its descriptors are closed and its files removed now, so that
+    /// what runs next in this process — a `--bless` rewrite, the `--junit` file, the next script — never
+    /// meets the script's EMFILE or its sockets.
+    fn end_script<T>(&mut self, r: Result<T, CheckError>) -> Result<T, CheckError> {
+        let reset = self.kernel.reset();
+        self.dirty = reset.is_err();
+        let t = r?;
+        reset?;
+        Ok(t)
     }
 
     /// Runs one script in a clean private directory.
@@ -205,12 +216,18 @@ impl Checker {
         let mut model = Model::new(self.params.clone());
         model.set_fd_budget(self.kernel.fd_budget());
         model.set_nofile(self.kernel.nofile());
-        run_with(lines, &mut self.kernel, &mut model, opts)
+        let r = run_with(lines, &mut self.kernel, &mut model, opts);
+        self.end_script(r)
     }
 
     /// Runs a script on the kernel alone (the baseline for the checker's overhead).
     pub fn run_kernel_only(&mut self, script: &Script) -> Result<usize, CheckError> {
         self.fresh_dir()?;
+        let r = self.kernel_lines(script);
+        self.end_script(r)
+    }
+
+    fn kernel_lines(&mut self, script: &Script) -> Result<usize, CheckError> {
         let mut names = Names::default();
         let mut n = 0;
         for line in &script.lines {

@@ -401,6 +401,60 @@ fn a_diverging_script_leaves_no_descriptors_to_the_next() {
 }
 
 #[test]
+fn a_script_that_runs_out_of_descriptors_is_blessed_and_reported() {
+    use std::os::unix::process::CommandExt;
+    // Under RLIMIT_NOFILE 24 a script dups until EMFILE (where depends on what the process holds itself), its
+    // written results all say success: the rewrite and the --junit file come after it and must not meet its
+    // EMFILE (each script's descriptors close when it ends).
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut body = String::from("socketpair(STREAM) -> a, b\n");
+    for i in 0..30 {
+        body.push_str(&format!("dup(a) -> d{i}\n"));
+    }
+    let f = script_file(&d, "dups.uds", &body);
+    let junit = d.path().join("junit.xml");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_udsim"));
+    cmd.args([
+        "check",
+        "--bless",
+        &f,
+        "--junit",
+        &junit.display().to_string(),
+    ]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = nix::libc::rlimit {
+                rlim_cur: 24,
+                rlim_max: 24,
+            };
+            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run udsim");
+    let e = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}{e}", text(&out.stdout));
+    assert!(
+        e.contains("lines rewritten with the kernel's results"),
+        "{e}"
+    );
+    let blessed = std::fs::read_to_string(&f).expect("the script");
+    let emfile = blessed.lines().filter(|l| l.ends_with("-> EMFILE")).count();
+    assert!((1..30).contains(&emfile), "{blessed}");
+    let xml = std::fs::read_to_string(&junit).expect("the --junit file was written");
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit XML");
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), 1, "{xml}");
+    assert!(!cases[0].children().any(|c| c.is_element()), "{xml}");
+}
+
+#[test]
 fn explore_cases_and_verbose_are_not_silently_ignored_with_paths() {
     let d = tempfile::tempdir().expect("tempdir");
     let f = script_file(&d, "seed.uds", SEED);

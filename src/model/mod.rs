@@ -1094,7 +1094,7 @@ mod outcomes_tests {
     }
 
     /// rule `emfile_past_rlimit_nofile`, in the model alone (scripts cannot set RLIMIT_NOFILE, so the scenario
-    /// library never shows it): a pair needs two free descriptors, a socket one; closing frees one.
+    /// library never shows it): a pair needs two free descriptors, a socket or a dup one; closing frees one.
     #[test]
     fn calls_past_the_descriptor_budget_are_emfile() {
         let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
@@ -1102,11 +1102,16 @@ mod outcomes_tests {
         let r = walk(
             &mut m,
             "socketpair(STREAM) -> a, b\nsocketpair(STREAM) -> c, d\nsocket(STREAM) -> e\n\
-             socket(STREAM) -> f\nclose(a) -> 0\nsocket(STREAM) -> g\n",
+             socket(STREAM) -> f\nclose(a) -> 0\nsocket(STREAM) -> g\ndup(b) -> h\nclose(e) -> 0\n\
+             dup(b) -> h\n",
         );
         let emfile = Outcome::of(Value::Err(Errno::EMFILE));
         let kinds: Vec<bool> = r.iter().map(|(o, _)| *o == emfile).collect();
-        assert_eq!(kinds, [false, true, false, true, false, false], "{r:?}");
+        assert_eq!(
+            kinds,
+            [false, true, false, true, false, false, true, false, false],
+            "{r:?}"
+        );
         assert_eq!(r[1].1, "emfile_past_rlimit_nofile");
         // Unlimited (no budget known): never EMFILE.
         let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
