@@ -308,6 +308,32 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::permutations;
+    use crate::model::{Model, Params};
+
+    fn after(text: &str) -> Model {
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        for l in &crate::script::parse(text).expect("parses").lines {
+            m.step(&l.call).expect("known names");
+            let names = l.expect.as_ref().map_or(Vec::new(), |e| e.names().to_vec());
+            m.name_new(&names);
+        }
+        m
+    }
+
+    /// A closed name is a state of its own (every call on it is EBADF): one closed name, two, or a name never
+    /// made are three states, told apart by the count.
+    #[test]
+    fn closed_names_are_counted() {
+        let names = ["a", "b", "c"];
+        let one = after("socket(STREAM) -> a\nsocket(STREAM) -> b\nclose(b) -> 0\n");
+        let two = after("socket(STREAM) -> a\nsocket(STREAM) -> b\nsocket(STREAM) -> c\nclose(b) -> 0\nclose(c) -> 0\n");
+        let none = after("socket(STREAM) -> a\n");
+        let counts: Vec<usize> = [&one, &two, &none]
+            .iter()
+            .map(|m| m.canonical(&names, &[]).closed)
+            .collect();
+        assert_eq!(counts, [1, 2, 0]);
+    }
 
     #[test]
     fn permutations_are_all_orderings() {
