@@ -307,7 +307,7 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use super::permutations;
+    use super::{permutations, CAddr};
     use crate::model::{Model, Params};
 
     fn after(text: &str) -> Model {
@@ -333,6 +333,20 @@ mod tests {
             .map(|m| m.canonical(&names, &[]).closed)
             .collect();
         assert_eq!(counts, [1, 2, 0]);
+    }
+
+    /// A directory entry is named by its place among the universe's paths, or by its bytes outside them.
+    #[test]
+    fn entries_are_named_by_their_place_among_the_paths() {
+        let m = after("socket(STREAM) -> a\nbind(a, \"x.sock\") -> 0\nsocket(STREAM) -> b\nbind(b, \"z.sock\") -> 0\n");
+        let paths: [&[u8]; 2] = [b"y.sock", b"x.sock"];
+        let c = m.canonical_as(&["a", "b"], &paths);
+        let names: Vec<&CAddr> = c.fs.iter().map(|e| &e.name).collect();
+        assert_eq!(
+            names,
+            [&CAddr::Path(1), &CAddr::OtherPath(b"z.sock".to_vec())],
+            "{c:?}"
+        );
     }
 
     #[test]
