@@ -58,3 +58,31 @@ pub fn auto_name(n: u32) -> Vec<u8> {
     v.extend_from_slice(format!("{:05x}", n & 0xfffff).as_bytes());
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::validate;
+    use crate::script::{Addr, Errno};
+
+    /// Both are EINVAL on the kernel (scenario 171); the rule that decides is the one a transcript names: a
+    /// length the kernel's `move_addr_to_kernel` refuses (over 128) or one `unix_validate_addr` does (111–128).
+    #[test]
+    fn lengths_past_the_sockaddr_are_told_apart_by_their_rule() {
+        let rule = |len: u32| {
+            let a = Addr::Raw {
+                family: None,
+                path: Some(b"a.sock".to_vec()),
+                len: Some(len),
+            };
+            validate(&a.encode().expect("a raw address")).map(|_| ())
+        };
+        let over_un: Result<(), _> = Err(("addr_len_over_sockaddr_un_is_einval", Errno::EINVAL));
+        assert_eq!(rule(111), over_un);
+        assert_eq!(rule(128), over_un);
+        assert_eq!(
+            rule(129),
+            Err(("addr_len_over_sockaddr_storage_is_einval", Errno::EINVAL))
+        );
+        assert_eq!(rule(110), Ok(()));
+    }
+}

@@ -1093,6 +1093,24 @@ mod outcomes_tests {
         assert_eq!(rules[8], "chmod_sets_mode", "{r:?}");
     }
 
+    /// The coverage states of a socket: unread data is a state of its own, gone once the data is read; the
+    /// type prefixes every state of a datagram socket.
+    #[test]
+    fn unread_data_is_a_state_until_it_is_read() {
+        let after = |text: &str| {
+            let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+            walk(&mut m, text);
+            m
+        };
+        let m = after("socketpair(STREAM) -> a, b\nwrite(a, \"x\") -> 1\n");
+        assert_eq!(m.states_of("b"), ["connected", "unread-data"]);
+        assert_eq!(m.states_of("a"), ["connected"]);
+        let m = after("socketpair(STREAM) -> a, b\nwrite(a, \"x\") -> 1\nread(b, 5) -> \"x\"\n");
+        assert_eq!(m.states_of("b"), ["connected"]);
+        let m = after("socketpair(DGRAM) -> c, d\nwrite(c, \"y\") -> 1\n");
+        assert_eq!(m.states_of("d"), ["dgram-connected", "dgram-unread-data"]);
+    }
+
     /// rule `emfile_past_rlimit_nofile`, in the model alone (scripts cannot set RLIMIT_NOFILE, so the scenario
     /// library never shows it): a pair needs two free descriptors, a socket or a dup one; closing frees one.
     #[test]
