@@ -668,6 +668,21 @@ close(a) -> 0
         text
     }
 
+    /// States a call leaves the same, with the same prediction, are kept once.
+    #[test]
+    fn states_a_call_leaves_alike_are_one() {
+        let (mut m, _) = run(CYCLE);
+        m.alts = vec![m.detached()];
+        let p = m
+            .step(&Call::Socket(crate::script::SockSpec::of(
+                crate::script::STREAM,
+            )))
+            .unwrap();
+        assert!(p.is_exact(), "{p:?}");
+        // The two alike states stay one; the collector's own two (emptied, then released) join it.
+        assert_eq!(m.state_count(), 3);
+    }
+
     /// The model follows up to `MAX_STATES` states exactly and stops past them.
     #[test]
     fn the_model_follows_max_states_and_stops_past_them() {

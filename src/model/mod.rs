@@ -1111,6 +1111,39 @@ mod outcomes_tests {
         assert_eq!(m.states_of("d"), ["dgram-connected", "dgram-unread-data"]);
     }
 
+    /// The bytes a socket holds unread (what the fuzz targets' invariants count): every queued skb's unread
+    /// part, a partial read taken off.
+    #[test]
+    fn queued_counts_the_unread_bytes() {
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        walk(
+            &mut m,
+            "socketpair(STREAM) -> a, b\nwrite(a, \"hello\") -> 5\nwrite(a, \"world!\") -> 6\nread(b, 3) -> \"hel\"\n",
+        );
+        assert_eq!(m.sock_of("b").expect("open").queued(), 8);
+        assert_eq!(m.sock_of("a").expect("open").queued(), 0);
+    }
+
+    /// Which rule decides a poll: readiness as usual, a stream's POLLOUT withheld below a quarter of its send
+    /// buffer, or a datagram socket's need for room at its peer.
+    #[test]
+    fn poll_names_the_rule_that_decided() {
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        let big = "x".repeat(300_000);
+        let r = walk(
+            &mut m,
+            &format!(
+                "socketpair(STREAM) -> a, b\npoll(a)\nwrite(a, \"{big}\")\npoll(a)\nsocket(STREAM) -> l\n\
+                 bind(l, \"l.sock\") -> 0\nlisten(l, 1) -> 0\npoll(l)\nsocketpair(DGRAM) -> c, d\npoll(c)\n"
+            ),
+        );
+        let rules: Vec<&str> = r.iter().map(|(_, rule)| *rule).collect();
+        assert_eq!(rules[1], "poll_readiness", "{r:?}");
+        assert_eq!(rules[3], "pollout_below_quarter_sndbuf", "{r:?}");
+        assert_eq!(rules[7], "poll_readiness", "{r:?}");
+        assert_eq!(rules[9], "dgram_pollout_needs_room_at_peer", "{r:?}");
+    }
+
     /// rule `emfile_past_rlimit_nofile`, in the model alone (scripts cannot set RLIMIT_NOFILE, so the scenario
     /// library never shows it): a pair needs two free descriptors, a socket or a dup one; closing frees one.
     #[test]
