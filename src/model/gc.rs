@@ -668,6 +668,29 @@ close(a) -> 0
         text
     }
 
+    /// The collector dooms only what it leaves with no reference (the cycle's sockets and d): a socket still
+    /// named, in flight inside the cycle too, loses that reference and stays.
+    #[test]
+    fn a_named_socket_in_a_collected_queue_is_not_doomed() {
+        let text = CYCLE.replace(
+            "sendmsg(a, \"x\", rights=[a, d]) -> 1\n",
+            "socketpair(STREAM) -> e, f\nsendmsg(a, \"x\", rights=[a, d, e]) -> 1\n",
+        );
+        let (m, _) = run(&text);
+        let e = m.sock_of("e").expect("e is open");
+        assert_eq!(e.refs, 2, "its name and the copy in flight");
+        let eid = m
+            .socks
+            .iter()
+            .position(|s| std::ptr::eq(s, e))
+            .expect("e's socket");
+        let emptied = m.next_background().expect("garbage to collect");
+        assert_eq!(emptied.sock_of("e").expect("e is open").refs, 1);
+        // a, b and d are left with none.
+        assert_eq!(emptied.doomed.len(), 3, "{:?}", emptied.doomed);
+        assert!(!emptied.doomed.contains(&eid), "{:?}", emptied.doomed);
+    }
+
     /// States a call leaves the same, with the same prediction, are kept once.
     #[test]
     fn states_a_call_leaves_alike_are_one() {
