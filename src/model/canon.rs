@@ -349,6 +349,24 @@ mod tests {
         );
     }
 
+    /// States that differ only in which name or which path plays which part are one canonical state.
+    #[test]
+    fn renamed_states_are_one() {
+        let names = ["a", "b"];
+        let paths: [&[u8]; 2] = [b"x.sock", b"y.sock"];
+        let one = after("socket(STREAM) -> a\nsocket(DGRAM) -> b\nbind(a, \"x.sock\") -> 0\n");
+        let other = after("socket(DGRAM) -> a\nsocket(STREAM) -> b\nbind(b, \"y.sock\") -> 0\n");
+        assert_eq!(
+            one.canonical(&names, &paths),
+            other.canonical(&names, &paths)
+        );
+        let both = after("socket(STREAM) -> a\nsocket(DGRAM) -> b\nbind(a, \"x.sock\") -> 0\nbind(b, \"y.sock\") -> 0\n");
+        assert_ne!(
+            one.canonical(&names, &paths),
+            both.canonical(&names, &paths)
+        );
+    }
+
     #[test]
     fn permutations_are_all_orderings() {
         assert_eq!(permutations(0).len(), 1);

@@ -1107,8 +1107,13 @@ mod outcomes_tests {
         assert_eq!(m.states_of("a"), ["connected"]);
         let m = after("socketpair(STREAM) -> a, b\nwrite(a, \"x\") -> 1\nread(b, 5) -> \"x\"\n");
         assert_eq!(m.states_of("b"), ["connected"]);
-        let m = after("socketpair(DGRAM) -> c, d\nwrite(c, \"y\") -> 1\n");
+        let m = after(
+            "socketpair(DGRAM) -> c, d\nwrite(c, \"y\") -> 1\nsocket(STREAM) -> z\nclose(z) -> 0\n",
+        );
         assert_eq!(m.states_of("d"), ["dgram-connected", "dgram-unread-data"]);
+        // A closed name is in the state "closed"; a name never made is in none.
+        assert_eq!(m.states_of("z"), ["closed"]);
+        assert!(m.states_of("never").is_empty());
     }
 
     /// The bytes a socket holds unread (what the fuzz targets' invariants count): every queued skb's unread
