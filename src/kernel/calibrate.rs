@@ -322,6 +322,11 @@ fn gc_probe() -> Result<bool, String> {
     )
 }
 
+/// The largest write the `max_chunk` search tries: far above the kernel's per-skb cap (36544 bytes on 6.1–6.18),
+/// far below what a host with a huge net.core.wmem_max makes the send buffer (the search once allocated twice
+/// that: 4 GiB, and aborted, with wmem_max at INT_MAX).
+const CHUNK_SEARCH_MAX: usize = 1 << 21;
+
 fn measure() -> Result<Params, String> {
     let probe = socket(libc::SOCK_STREAM)?;
     let p = probe.as_raw_fd();
@@ -382,8 +387,11 @@ fn measure() -> Result<Params, String> {
     let (a, b) = (a.as_raw_fd(), b.as_raw_fd());
     set_int(a, libc::SO_SNDBUF, libc::c_int::MAX)?;
     let big = get_int(a, libc::SO_SNDBUF)?;
-    let data = vec![0x5au8; big];
-    let mut buf = vec![0u8; big];
+    // The search's upper end, capped: a host with net.core.wmem_max at INT_MAX makes SO_SNDBUF 2 GiB here.
+    let top = (big / 2).min(CHUNK_SEARCH_MAX);
+    // Payloads up to the search's end and the datagram probe's largest (below the default send buffer).
+    let data = vec![0x5au8; top.max(sndbuf)];
+    let mut buf = vec![0u8; 1 << 16];
     let one_skb = |c: usize, buf: &mut [u8]| -> Result<bool, String> {
         let sent = send(a, &data[..c])?;
         let before = outq(a)?;
@@ -392,7 +400,7 @@ fn measure() -> Result<Params, String> {
         drain(b, buf, 1)?;
         Ok(sent == c && after == before)
     };
-    let (mut lo, mut hi) = (1usize, big / 2);
+    let (mut lo, mut hi) = (1usize, top);
     if !one_skb(lo, &mut buf)? {
         return Err("a 1-byte write did not stay in one skb".into());
     }
