@@ -311,7 +311,12 @@ mod tests {
         let e = |t: &str| Params::from_preset(t).unwrap_err();
         assert!(e(&swap("sndbuf ", "sndbuf x")).contains("`sndbuf` is not a number"));
         assert!(e(&good.replace("tick_us", "# tick_us")).contains("`tick_us` is missing"));
-        assert!(e(&format!("{good}tick_us 1\n")).contains("given twice"));
+        let twice = e(&format!("{good}tick_us 1\n"));
+        let last = good.lines().count() + 1;
+        assert!(
+            twice.starts_with(&format!("line {last}: `tick_us` given twice")),
+            "{twice}"
+        );
         assert!(e(&format!("{good}colour blue\n")).contains("`colour` is not a parameter"));
         assert!(e(&swap(
             "inq_counts_dropped_oob true",
