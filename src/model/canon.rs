@@ -367,6 +367,21 @@ mod tests {
         );
     }
 
+    /// Sockets no name reaches any more are described through what reaches them: here a socket in flight,
+    /// whose type tells two states apart.
+    #[test]
+    fn sockets_reached_only_in_flight_are_described() {
+        let names = ["a", "b", "c"];
+        let sent = |ty: &str| {
+            after(&format!(
+                "socketpair(STREAM) -> a, b\nsocket({ty}) -> c\nsendmsg(a, \"x\", rights=[c]) -> 1\nclose(c) -> 0\n"
+            ))
+        };
+        let (stream, dgram) = (sent("STREAM"), sent("DGRAM"));
+        assert_eq!(stream.canonical(&names, &[]).socks.len(), 3);
+        assert_ne!(stream.canonical(&names, &[]), dgram.canonical(&names, &[]));
+    }
+
     #[test]
     fn permutations_are_all_orderings() {
         assert_eq!(permutations(0).len(), 1);
