@@ -309,7 +309,16 @@ mod tests {
         let good = PRESETS[0].1;
         let swap = |from: &str, to: &str| good.replacen(from, to, 1);
         let e = |t: &str| Params::from_preset(t).unwrap_err();
-        assert!(e(&swap("sndbuf ", "sndbuf x")).contains("`sndbuf` is not a number"));
+        let nan = e(&swap("sndbuf ", "sndbuf x"));
+        let at = good
+            .lines()
+            .position(|l| l.starts_with("sndbuf "))
+            .expect("sndbuf")
+            + 1;
+        assert!(
+            nan.starts_with(&format!("line {at}: `sndbuf` is not a number")),
+            "{nan}"
+        );
         assert!(e(&good.replace("tick_us", "# tick_us")).contains("`tick_us` is missing"));
         let twice = e(&format!("{good}tick_us 1\n"));
         let last = good.lines().count() + 1;
