@@ -13,6 +13,24 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Runs `cmd` with RLIMIT_NOFILE (soft and hard) at `n`.
+fn nofile(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = nix::libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 fn script_file(dir: &tempfile::TempDir, name: &str, body: &str) -> String {
     let p = dir.path().join(name);
     std::fs::write(&p, body).expect("write script");
@@ -253,7 +271,6 @@ fn a_closed_stdout_ends_the_run_quietly() {
 #[test]
 fn emfile_is_predicted_at_the_right_line() {
     use std::fmt::Write as _;
-    use std::os::unix::process::CommandExt;
     // 300 sockets, an accept, a socketpair and a dup under RLIMIT_NOFILE 64: the kernel says EMFILE from some
     // line on, and the model must say it at the same line (rule emfile_past_rlimit_nofile).
     let mut body = String::from("socket(STREAM) -> l\nbind(l, \"l.sock\")\nlisten(l, 5)\nsocket(STREAM) -> c\nconnect(c, \"l.sock\")\n");
@@ -268,19 +285,7 @@ fn emfile_is_predicted_at_the_right_line() {
     let f = script_file(&d, "many.uds", &body);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_udsim"));
     cmd.args(["check", &f]);
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = nix::libc::rlimit {
-                rlim_cur: 64,
-                rlim_max: 64,
-            };
-            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    nofile(&mut cmd, 64);
     let out = cmd.output().expect("run udsim");
     let o = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{o}{}", text(&out.stderr));
@@ -368,7 +373,6 @@ sendmsg(g, \"x\", to=\"nowhere\", rights=[a]) -> ENOENT
 
 #[test]
 fn a_diverging_script_leaves_no_descriptors_to_the_next() {
-    use std::os::unix::process::CommandExt;
     // Under RLIMIT_NOFILE 256: the first script opens 200 sockets and diverges; the second needs 200 more.
     let d = tempfile::tempdir().expect("tempdir");
     let mut first = String::from("socket(STREAM) -> a\n");
@@ -380,19 +384,7 @@ fn a_diverging_script_leaves_no_descriptors_to_the_next() {
     script_file(&d, "2-next.uds", &second);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_udsim"));
     cmd.args(["check", &d.path().display().to_string()]);
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = nix::libc::rlimit {
-                rlim_cur: 256,
-                rlim_max: 256,
-            };
-            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    nofile(&mut cmd, 256);
     let out = cmd.output().expect("run udsim");
     let o = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{o}");
@@ -402,7 +394,6 @@ fn a_diverging_script_leaves_no_descriptors_to_the_next() {
 
 #[test]
 fn a_script_that_runs_out_of_descriptors_is_blessed_and_reported() {
-    use std::os::unix::process::CommandExt;
     // Under RLIMIT_NOFILE 24 a script dups until EMFILE (where depends on what the process holds itself), its
     // written results all say success: the rewrite and the --junit file come after it and must not meet its
     // EMFILE (each script's descriptors close when it ends).
@@ -421,19 +412,7 @@ fn a_script_that_runs_out_of_descriptors_is_blessed_and_reported() {
         "--junit",
         &junit.display().to_string(),
     ]);
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = nix::libc::rlimit {
-                rlim_cur: 24,
-                rlim_max: 24,
-            };
-            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    nofile(&mut cmd, 24);
     let out = cmd.output().expect("run udsim");
     let e = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{}{e}", text(&out.stdout));
