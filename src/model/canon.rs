@@ -308,17 +308,7 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::{permutations, CAddr};
-    use crate::model::{Model, Params};
-
-    fn after(text: &str) -> Model {
-        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
-        for l in &crate::script::parse(text).expect("parses").lines {
-            m.step(&l.call).expect("known names");
-            let names = l.expect.as_ref().map_or(Vec::new(), |e| e.names().to_vec());
-            m.name_new(&names);
-        }
-        m
-    }
+    use crate::model::outcomes_tests::after;
 
     /// A closed name is a state of its own (every call on it is EBADF): one closed name, two, or a name never
     /// made are three states, told apart by the count.

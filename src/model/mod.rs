@@ -1038,6 +1038,13 @@ mod outcomes_tests {
 
     /// Steps each line of `text` on `m`, naming what a line creates as its written result does; returns each
     /// line's first allowed outcome and rule.
+    /// The host preset's model after the script's lines (each new descriptor named as written).
+    pub(super) fn after(text: &str) -> Model {
+        let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
+        walk(&mut m, text);
+        m
+    }
+
     fn walk(m: &mut Model, text: &str) -> Vec<(Outcome, &'static str)> {
         let script = crate::script::parse(text).expect("parses");
         let mut out = Vec::new();
@@ -1097,11 +1104,6 @@ mod outcomes_tests {
     /// type prefixes every state of a datagram socket.
     #[test]
     fn unread_data_is_a_state_until_it_is_read() {
-        let after = |text: &str| {
-            let mut m = Model::new(Params::preset("linux-6.18-host").expect("bundled"));
-            walk(&mut m, text);
-            m
-        };
         let m = after("socketpair(STREAM) -> a, b\nwrite(a, \"x\") -> 1\n");
         assert_eq!(m.states_of("b"), ["connected", "unread-data"]);
         assert_eq!(m.states_of("a"), ["connected"]);
